@@ -25,8 +25,7 @@ void buf_reset(struct buf *b);
 int buf_append(struct buf *b, const void *p, size_t n);
 int buf_append_str(struct buf *b, const char *s);
 int buf_appendf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int buf_vappendf(struct buf *b, const char *fmt, va_list ap)
-    __attribute__((format(printf, 2, 0)));
+int buf_vappendf(struct buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 /* The contents as a C string: "" for an empty buffer, never NULL. */
 const char *buf_cstr(const struct buf *b);

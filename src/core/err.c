@@ -17,13 +17,12 @@ static const struct err_entry entries[] = {
     [ERR_AMBIGUOUS - ERR_BASE] = {"ERR_AMBIGUOUS", "more than one candidate", 409, "internal"},
     [ERR_OBJECTION - ERR_BASE] = {"ERR_OBJECTION", "objection recorded", 409, "internal"},
     [ERR_UPSTREAM - ERR_BASE] = {"ERR_UPSTREAM", "upstream failed", 503, "pds_unavailable"},
-    [ERR_UPSTREAM_TIMEOUT - ERR_BASE] = {"ERR_UPSTREAM_TIMEOUT", "upstream timed out", 503,
-                                         "pds_unavailable"},
-    [ERR_UPSTREAM_REJECTED - ERR_BASE] = {"ERR_UPSTREAM_REJECTED", "upstream rejected the request",
-                                          502, "pds_rejected"},
+    [ERR_UPSTREAM_TIMEOUT -
+        ERR_BASE] = {"ERR_UPSTREAM_TIMEOUT", "upstream timed out", 503, "pds_unavailable"},
+    [ERR_UPSTREAM_REJECTED -
+        ERR_BASE] = {"ERR_UPSTREAM_REJECTED", "upstream rejected the request", 502, "pds_rejected"},
     [ERR_RATE_LIMITED - ERR_BASE] = {"ERR_RATE_LIMITED", "rate limited", 429, "rate_limited"},
-    [ERR_UNAVAILABLE - ERR_BASE] = {"ERR_UNAVAILABLE", "dependency unavailable", 503,
-                                    "internal"},
+    [ERR_UNAVAILABLE - ERR_BASE] = {"ERR_UNAVAILABLE", "dependency unavailable", 503, "internal"},
     [ERR_TOO_LARGE - ERR_BASE] = {"ERR_TOO_LARGE", "too large", 413, "payload_too_large"},
     [ERR_UNAUTHORISED - ERR_BASE] = {"ERR_UNAUTHORISED", "unauthorised", 401, "unauthorised"},
     [ERR_FORBIDDEN - ERR_BASE] = {"ERR_FORBIDDEN", "forbidden", 403, "forbidden"},

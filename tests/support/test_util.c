@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 static void on_deadline(uv_timer_t *t)
 {
@@ -65,4 +66,10 @@ char *read_file(const char *path, size_t *len)
             *len = n;
     }
     return data;
+}
+
+void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
 }

@@ -11,6 +11,9 @@ bool run_until(uv_loop_t *loop, const bool *done, unsigned deadline_ms);
  * uv_loop_close (0 when nothing leaked), in the spirit of libuv's MAKE_VALGRIND_HAPPY. */
 int close_loop(uv_loop_t *loop);
 
+/* Sleeps the calling thread (usleep is not POSIX 2008). */
+void sleep_ms(unsigned ms);
+
 /* Reads a whole file into a NUL-terminated malloc'd string (free it). NULL on failure. */
 char *read_file(const char *path, size_t *len);
 

@@ -1,0 +1,52 @@
+#ifndef PDS_TRACE_MATCH_H
+#define PDS_TRACE_MATCH_H
+
+#include <stdbool.h>
+#include <jansson.h>
+
+/* The outcome of a trace and the decision bands of DESIGN.md §3. Pure. */
+enum trace_outcome {
+    TRACE_MATCHED,
+    TRACE_POTENTIAL_MATCH,
+    TRACE_NO_MATCH,
+    TRACE_MULTIPLE_MATCHES,
+    TRACE_OBJECTION,
+};
+
+enum trace_source {
+    TRACE_SOURCE_PDS,
+    TRACE_SOURCE_CACHE,
+};
+
+/* What a trace found; the cached value and the body of POST /v1/trace share it. */
+struct trace_result {
+    enum trace_outcome outcome;
+    char nhs_number[11];      /* "" unless matched or potential_match */
+    double score;             /* PDS score of the accepted candidate; < 0 when none */
+    bool restricted;          /* meta.security R or V */
+    char superseded_from[11]; /* the held number PDS replaced, "" when none */
+    enum trace_source source;
+    unsigned steps; /* PDS requests made; 0 on cache hit or objection */
+};
+
+struct match_bands {
+    double accept; /* match.accept_score */
+    double review; /* match.review_score */
+};
+
+/* The outcome for one candidate of the given score: matched at or above accept, potential
+ * at or above review, else no_match. */
+enum trace_outcome match_decide(double score, const struct match_bands *bands);
+
+const char *trace_outcome_name(enum trace_outcome o);
+/* Returns 0 or ERR_INVALID_INPUT. */
+int trace_outcome_parse(const char *name, enum trace_outcome *out);
+
+/* {"outcome","nhs_number","score","restricted","superseded_from","source","steps"}, with
+ * null for absent values. Returns a new reference or NULL. */
+json_t *trace_result_to_json(const struct trace_result *r);
+
+/* The reverse, for cached values; checks every field. Returns 0 or ERR_PARSE. */
+int trace_result_from_json(const json_t *j, struct trace_result *out);
+
+#endif

@@ -1,0 +1,67 @@
+#ifndef PDS_PDS_CLIENT_H
+#define PDS_PDS_CLIENT_H
+
+#include <uv.h>
+
+#include "pdstrace/fhir.h"
+
+/* Searches and retrieves against a PDS FHIR R4 endpoint (DESIGN.md §4, pds/README.md) over
+ * the shared HTTP client: the real headers, a global token-bucket rate limit with no
+ * bursts above it, a cap on requests in flight, and retries of 429/408/5xx/connection
+ * errors with exponential backoff and jitter (Retry-After wins), reusing the request's
+ * X-Request-ID on every attempt. See docs/internals/pds_client.md. */
+struct pds_client;
+struct http_client;
+struct token_source;
+
+struct pds_client_config {
+    const char *base_url;     /* ".../personal-demographics/FHIR/R4", no trailing slash needed */
+    const char *ods_code;     /* NHSD-End-User-Organisation-ODS, or NULL/"" */
+    double rate;              /* requests per second, all callers together */
+    unsigned concurrency;     /* requests in flight */
+    unsigned timeout_ms;      /* per attempt */
+    unsigned max_attempts;    /* >= 1 */
+    unsigned backoff_base_ms; /* first retry delay before jitter; 0 means 200 */
+    unsigned backoff_max_ms;  /* ceiling; 0 means 10000 */
+    unsigned max_queue;       /* waiting requests beyond which new ones fail with
+                                 ERR_RATE_LIMITED; 0 means 100000 */
+};
+
+struct pds_response {
+    long http_status; /* of the last attempt; 0 when none got an answer */
+    unsigned attempts;
+    struct fhir_result result; /* parsed body of the last attempt */
+};
+
+/* status: 0 with a parsed answer (search: any 200; retrieve: 200, or 404 with its
+ * OperationOutcome in result); ERR_UPSTREAM_REJECTED when PDS refused our request (4xx
+ * other than 401/408/429; result.error_code says why); ERR_UPSTREAM or
+ * ERR_UPSTREAM_TIMEOUT when it stayed unavailable through every attempt; ERR_PARSE for an
+ * unreadable 200; UV_ECANCELED (pds_client_free). res is borrowed; valid until cb returns,
+ * and is given on every status but UV_ECANCELED. */
+typedef void pds_cb(int status, const struct pds_response *res, void *arg);
+
+/* cfg is copied. http and tokens (NULL when auth is none) are borrowed and must outlive
+ * the client. */
+int pds_client_new(struct pds_client **out, uv_loop_t *loop, struct http_client *http,
+                   struct token_source *tokens, const struct pds_client_config *cfg);
+
+/* Waiting and in-flight requests complete with UV_ECANCELED. NULL is fine. */
+void pds_client_free(struct pds_client *pc);
+
+/* GET {base}/Patient?{query}&_max-results=1. query is an already percent-encoded
+ * parameter string without _max-results ("family=Smith&birthdate=eq2010-10-22").
+ * correlation_id (the trace id) is sent as X-Correlation-ID. Both are copied. Returns 0
+ * and calls cb exactly once later, or returns <0 and never calls cb. */
+int pds_client_search(struct pds_client *pc, const char *query, const char *correlation_id,
+                      pds_cb *cb, void *arg);
+
+/* GET {base}/Patient/{nhs_number}; as pds_client_search. */
+int pds_client_retrieve(struct pds_client *pc, const char *nhs_number, const char *correlation_id,
+                        pds_cb *cb, void *arg);
+
+/* Appends s percent-encoded for a query value (UTF-8 bytes kept as %XX, '*' as %2A). */
+struct buf;
+int pds_query_append(struct buf *q, const char *name, const char *value);
+
+#endif

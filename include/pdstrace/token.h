@@ -1,0 +1,50 @@
+#ifndef PDS_AUTH_TOKEN_H
+#define PDS_AUTH_TOKEN_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+/* OAuth2 access tokens for PDS (signed-JWT application-restricted auth, DESIGN.md §4):
+ * signs a client assertion, exchanges it at the token URL, caches the token until shortly
+ * before it expires, and keeps at most one refresh in flight, however many callers wait. */
+struct token_source;
+struct http_client;
+
+struct token_config {
+    const char *token_url;
+    const char *client_id;
+    const char *kid;
+    const char *key_file;     /* PEM RSA private key */
+    unsigned timeout_ms;      /* per exchange; 0 means 10000 */
+    unsigned refresh_early_s; /* refresh this long before expiry; 0 means 60 */
+};
+
+/* token is borrowed; valid until cb returns. status is 0, ERR_UPSTREAM(_TIMEOUT) when the
+ * token endpoint failed or could not be reached, ERR_UPSTREAM_REJECTED when it refused our
+ * assertion, or UV_ECANCELED (token_source_free). */
+typedef void token_cb(int status, const char *token, void *arg);
+
+/* Loads the key (ERR_CONFIG if unusable). cfg is copied; http is borrowed and must outlive
+ * the source. Nothing is fetched until the first token_get. */
+int token_source_new(struct token_source **out, uv_loop_t *loop, struct http_client *http,
+                     const struct token_config *cfg);
+
+/* Waiting callbacks run once with UV_ECANCELED. NULL is fine. */
+void token_source_free(struct token_source *ts);
+
+/* The cached token while it is fresh, else NULL. Borrowed; valid until the next call into
+ * this module. */
+const char *token_peek(struct token_source *ts);
+
+/* Gets a token: returns 0 and calls cb exactly once later (at once on the next loop turn
+ * when one is cached), or returns <0 and never calls cb. */
+int token_get(struct token_source *ts, token_cb *cb, void *arg);
+
+/* Forgets token if it is still the cached one (PDS answered 401 to it), so that the next
+ * token_get fetches a new one. */
+void token_invalidate(struct token_source *ts, const char *token);
+
+/* True while a fresh token is cached or the last exchange succeeded (for /readyz). */
+bool token_source_healthy(const struct token_source *ts);
+
+#endif

@@ -1,0 +1,47 @@
+#ifndef PDS_TRACE_TRACE_H
+#define PDS_TRACE_TRACE_H
+
+#include <stdbool.h>
+
+#include "pdstrace/demographics.h"
+#include "pdstrace/match.h"
+
+/* One trace as a small state machine (DESIGN.md §1): cache lookup, verification of a held
+ * NHS number, the search cascade, the decision, the cache store. See
+ * docs/internals/trace.md. */
+struct trace_service;
+struct pds_client;
+struct cache;
+
+struct trace_service_config {
+    struct match_bands bands;
+    bool fuzzy;
+};
+
+/* status 0: r holds the result. Otherwise the trace failed: ERR_UPSTREAM or
+ * ERR_UPSTREAM_TIMEOUT (PDS unavailable after retries), ERR_UPSTREAM_REJECTED (PDS refused
+ * our request; detail holds its error code, e.g. "INVALID_SEARCH_DATA"), ERR_PARSE (PDS
+ * answered nonsense), UV_ECANCELED. r and detail are borrowed; valid until cb returns;
+ * detail is "" when there is none. */
+typedef void trace_cb(int status, const struct trace_result *r, const char *detail, void *arg);
+
+/* pds and cache (NULL: no caching) are borrowed and must outlive the service. */
+int trace_service_new(struct trace_service **out, struct pds_client *pds, struct cache *cache,
+                      const struct trace_service_config *cfg);
+/* Call after every trace has completed (after trace_service_shutdown and freeing what the
+ * traces wait on). NULL is fine. */
+void trace_service_free(struct trace_service *svc);
+
+/* From now on a trace whose current step ends finishes with UV_ECANCELED instead of
+ * starting the next one, so that the PDS client and Redis can be freed under it. */
+void trace_service_shutdown(struct trace_service *svc);
+
+/* Starts a trace of d (copied) under trace_id (copied; sent to PDS as X-Correlation-ID).
+ * Returns 0 and calls cb exactly once later, or returns <0 and never calls cb. */
+int trace_run(struct trace_service *svc, const struct demographics *d, const char *trace_id,
+              trace_cb *cb, void *arg);
+
+/* Traces in progress. */
+unsigned trace_service_active(const struct trace_service *svc);
+
+#endif

@@ -1,0 +1,63 @@
+#include "pdstrace/api.h"
+
+#include <string.h>
+
+#include "pdstrace/buf.h"
+#include "pdstrace/config.h"
+#include "pdstrace/metrics.h"
+#include "pdstrace/redis_conn.h"
+#include "pdstrace/token.h"
+
+/* Liveness: answering at all proves the loop turns. */
+static void healthz(struct http_exchange *x, const struct route_params *p, void *arg)
+{
+    (void)p;
+    (void)arg;
+    api_respond_json(x, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static const char *redis_check(const struct api_context *ctx)
+{
+    return redis_conn_state(ctx->redis) == REDIS_CONN_CONNECTED ? "ok" : "unavailable";
+}
+
+/* Readiness: Redis answers and PDS auth can be had. The connection's heartbeat PING with
+ * its deadline keeps the state honest, so a frozen Redis shows here within seconds. */
+static void readyz(struct http_exchange *x, const struct route_params *p, void *arg)
+{
+    (void)p;
+    const struct api_context *ctx = arg;
+    const char *redis = redis_check(ctx);
+    const char *auth = ctx->tokens == NULL                 ? "not_required"
+                       : token_source_healthy(ctx->tokens) ? "ok"
+                                                           : "unavailable";
+    int ok = strcmp(redis, "ok") == 0 && strcmp(auth, "unavailable") != 0;
+    api_respond_json(x, ok ? 200 : 503,
+                     json_pack("{s:s, s:{s:s, s:s}}", "status", ok ? "ok" : "degraded", "checks",
+                               "redis", redis, "pds_auth", auth));
+}
+
+static void metrics(struct http_exchange *x, const struct route_params *p, void *arg)
+{
+    (void)p;
+    (void)arg;
+    struct buf out;
+    buf_init(&out, 8 << 20);
+    if (metrics_render(&out) != 0) {
+        buf_free(&out);
+        http_exchange_respond_error(x, 500, "internal", NULL, "metrics too large");
+        return;
+    }
+    http_exchange_respond(x, 200, "text/plain; version=0.0.4", buf_cstr(&out), out.len);
+    buf_free(&out);
+}
+
+int api_health_register(struct router *r, struct api_context *ctx)
+{
+    int err = router_add(r, "GET", "/healthz", NULL, healthz, ctx);
+    if (!err)
+        err = router_add(r, "GET", "/readyz", NULL, readyz, ctx);
+    if (!err)
+        err = router_add(r, "GET", "/metrics", NULL, metrics, ctx);
+    return err;
+}

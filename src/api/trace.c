@@ -1,0 +1,135 @@
+#include "pdstrace/api.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "pdstrace/crypto.h"
+#include "pdstrace/demographics.h"
+#include "pdstrace/err.h"
+#include "pdstrace/log.h"
+#include "pdstrace/metrics.h"
+#include "pdstrace/trace.h"
+
+/* One POST /v1/trace in flight. It holds the exchange until it answers; if the caller has
+ * gone by then the server drops the answer, but the trace itself still completes. */
+struct trace_request {
+    struct http_exchange *x;
+    struct api_context *ctx;
+    char trace_id[CRYPTO_UUID_SIZE];
+    char case_id[65];
+    char purpose[201];
+    const char *caller;
+};
+
+static void today_utc(char out[11])
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(out, 11, "%Y-%m-%d", &tm);
+}
+
+static void audit(const struct trace_request *t, const char *outcome, unsigned steps,
+                  const char *source)
+{
+    json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:s}", "event", "trace", "caller",
+                          t->caller, "purpose", t->purpose, "case_id", t->case_id, "outcome",
+                          outcome, "steps", (int)steps, "source", source, "trace_id", t->trace_id);
+    log_event(LOG_LEVEL_INFO, http_exchange_request_id(t->x), "audit", f);
+}
+
+static void answer(struct trace_request *t, const struct trace_result *r)
+{
+    json_t *body = trace_result_to_json(r);
+    json_object_set_new(body, "write_back", json_string("not_requested"));
+    json_t *out = json_pack("{s:s}", "trace_id", t->trace_id);
+    json_object_update(out, body);
+    json_decref(body);
+    api_respond_json(t->x, 200, out);
+}
+
+static void fail(struct trace_request *t, int status, const char *detail)
+{
+    char msg[160];
+    int http = status == ERR_UPSTREAM_REJECTED ? 502 : 503;
+    const char *code = status == ERR_UPSTREAM_REJECTED ? "pds_rejected" : "pds_unavailable";
+    if (status == ERR_UPSTREAM_REJECTED)
+        snprintf(msg, sizeof(msg), "PDS rejected the search: %s", detail[0] ? detail : "?");
+    else
+        snprintf(msg, sizeof(msg), "PDS is unavailable: %s", err_str(status));
+    http_exchange_respond_error(t->x, http, code, NULL, msg);
+}
+
+static void on_traced(int status, const struct trace_result *r, const char *detail, void *arg)
+{
+    struct trace_request *t = arg;
+    const char *outcome = status == 0 ? trace_outcome_name(r->outcome) : "error";
+    char labels[64];
+    snprintf(labels, sizeof(labels), "outcome=\"%s\"", outcome);
+    metrics_inc("pdstrace_trace_outcomes_total", labels, 1);
+    audit(t, outcome, status == 0 ? r->steps : 0,
+          status == 0 && r->source == TRACE_SOURCE_CACHE ? "cache" : "pds");
+    if (status == 0)
+        answer(t, r);
+    else
+        fail(t, status, detail);
+    free(t);
+}
+
+static int parse_body(struct http_exchange *x, struct demographics *d)
+{
+    size_t len;
+    const char *body = http_exchange_body(x, &len);
+    json_error_t je;
+    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    if (j == NULL || !json_is_object(j)) {
+        json_decref(j);
+        http_exchange_respond_error(x, 400, "invalid_json", NULL, "the body must be a JSON object");
+        return ERR_INVALID_INPUT;
+    }
+    char today[11];
+    struct field_error fe = {NULL, NULL};
+    today_utc(today);
+    int err = demographics_from_json(j, today, d, &fe);
+    json_decref(j);
+    if (err) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "%s %s", fe.field ? fe.field : "body",
+                 fe.reason ? fe.reason : "is invalid");
+        http_exchange_respond_error(
+            x, 400, demographics_error_is_missing(&fe) ? "missing_field" : "invalid_field",
+            fe.field, msg);
+    }
+    return err;
+}
+
+static void post_trace(struct http_exchange *x, const struct route_params *p, void *arg)
+{
+    (void)p;
+    struct api_context *ctx = arg;
+    struct demographics d;
+    if (parse_body(x, &d) != 0)
+        return;
+    struct trace_request *t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        http_exchange_respond_error(x, 500, "internal", NULL, "out of memory");
+        return;
+    }
+    t->x = x;
+    t->ctx = ctx;
+    t->caller = api_caller(x);
+    crypto_uuid4(t->trace_id);
+    memcpy(t->case_id, d.case_id, sizeof(t->case_id));
+    memcpy(t->purpose, d.purpose, sizeof(t->purpose));
+    int err = trace_run(ctx->traces, &d, t->trace_id, on_traced, t);
+    if (err) {
+        fail(t, err, "");
+        free(t);
+    }
+}
+
+int api_trace_register(struct router *r, struct api_context *ctx)
+{
+    return router_add(r, "POST", "/v1/trace", "trace", post_trace, ctx);
+}

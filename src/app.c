@@ -1,0 +1,304 @@
+#include "pdstrace/app.h"
+
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pdstrace/api.h"
+#include "pdstrace/apikeys.h"
+#include "pdstrace/buf.h"
+#include "pdstrace/cache.h"
+#include "pdstrace/config.h"
+#include "pdstrace/crypto.h"
+#include "pdstrace/err.h"
+#include "pdstrace/http_client.h"
+#include "pdstrace/http_server.h"
+#include "pdstrace/log.h"
+#include "pdstrace/macros.h"
+#include "pdstrace/metrics.h"
+#include "pdstrace/pds_client.h"
+#include "pdstrace/redis_conn.h"
+#include "pdstrace/router.h"
+#include "pdstrace/token.h"
+#include "pdstrace/trace.h"
+
+struct app {
+    uv_loop_t *loop;
+    struct config cfg;
+    struct apikeys *keys;
+    struct redis_conn *redis;
+    struct http_client *http;
+    struct token_source *tokens;
+    struct pds_client *pds;
+    struct cache *cache;
+    struct trace_service *traces;
+    struct router *router;
+    struct http_server *server;
+    struct api_context api;
+    uv_signal_t sigterm;
+    uv_signal_t sigint;
+    int stopping;
+};
+
+static void observe_request(const char *route, int status, double seconds)
+{
+    char labels[160];
+    snprintf(labels, sizeof(labels), "route=\"%s\",status=\"%d\"", route, status);
+    metrics_inc("pdstrace_http_requests_total", labels, 1);
+    snprintf(labels, sizeof(labels), "route=\"%s\"", route);
+    metrics_observe("pdstrace_http_request_duration_seconds", labels, seconds);
+}
+
+static void collect(void *arg)
+{
+    const struct app *app = arg;
+    enum redis_conn_state st = redis_conn_state(app->redis);
+    metrics_set("pdstrace_redis_up", NULL, st == REDIS_CONN_CONNECTED);
+    metrics_set("pdstrace_http_connections", NULL, http_server_connections(app->server));
+    metrics_set("pdstrace_http_in_flight", NULL, http_server_in_flight(app->server));
+}
+
+static int declare_metrics(struct app *app)
+{
+    int err = metrics_declare("pdstrace_http_requests_total", METRICS_COUNTER,
+                              "HTTP requests answered, by route and status");
+    err = err ? err
+              : metrics_declare("pdstrace_http_request_duration_seconds", METRICS_HISTOGRAM,
+                                "time from a complete request to its response, by route");
+    err = err ? err
+              : metrics_declare("pdstrace_redis_up", METRICS_GAUGE,
+                                "1 while the Redis connection is up");
+    err = err ? err
+              : metrics_declare("pdstrace_http_connections", METRICS_GAUGE,
+                                "open client connections");
+    err = err ? err
+              : metrics_declare("pdstrace_http_in_flight", METRICS_GAUGE, "requests being handled");
+    err = err ? err
+              : metrics_declare("pdstrace_trace_outcomes_total", METRICS_COUNTER,
+                                "traces answered, by outcome (error: PDS failed)");
+    err = err ? err
+              : metrics_declare("pdstrace_cache_lookups_total", METRICS_COUNTER,
+                                "cache lookups by result: hit, miss, error");
+    err = err ? err
+              : metrics_declare("pdstrace_cache_stores_total", METRICS_COUNTER,
+                                "cache stores by result: ok, error");
+    err = err ? err : metrics_add_collector(collect, app);
+    http_server_set_observer(observe_request);
+    return err;
+}
+
+static int start_redis(struct app *app)
+{
+    struct redis_conn_config rc = {
+        .url = app->cfg.redis.url,
+        .connect_timeout_ms = app->cfg.redis.connect_timeout_ms,
+        .command_timeout_ms = app->cfg.redis.command_timeout_ms,
+    };
+    return redis_conn_new(&app->redis, app->loop, &rc);
+}
+
+static void on_first_token(int status, const char *token, void *arg)
+{
+    (void)token;
+    (void)arg;
+    if (status)
+        log_msgf(LOG_LEVEL_WARN, NULL, "PDS token endpoint: %s", err_str(status));
+}
+
+static int start_pds(struct app *app, char *err, size_t n)
+{
+    const struct config *c = &app->cfg;
+    if (c->pds.auth == CONFIG_PDS_AUTH_SIGNED_JWT) {
+        struct token_config tc = {c->pds.token_url, c->pds.client_id,  c->pds.kid,
+                                  c->pds.key_file,  c->pds.timeout_ms, 0};
+        int e = token_source_new(&app->tokens, app->loop, app->http, &tc);
+        if (e) {
+            snprintf(err, n,
+                     "PDS_TRACE_PDS_KEY_FILE (pds.key_file) %s: not a usable RSA "
+                     "private key (PEM, 2048 bits or more)",
+                     c->pds.key_file);
+            return ERR_CONFIG;
+        }
+    }
+    struct pds_client_config pc = {
+        .base_url = c->pds.base_url,
+        .ods_code = c->pds.ods_code,
+        .rate = c->pds.rate,
+        .concurrency = c->pds.concurrency,
+        .timeout_ms = c->pds.timeout_ms,
+        .max_attempts = c->pds.max_attempts,
+    };
+    int e = pds_client_new(&app->pds, app->loop, app->http, app->tokens, &pc);
+    /* Fetch a token now, so that readiness reflects PDS auth before the first trace. */
+    if (!e && app->tokens != NULL)
+        token_get(app->tokens, on_first_token, app);
+    return e;
+}
+
+/* The secret never stays in memory: only the keys derived from it do. */
+static int start_cache(struct app *app, char *err, size_t n)
+{
+    const struct config *c = &app->cfg;
+    struct buf secret;
+    if (c->secret_file[0] == '\0' || crypto_load_secret(c->secret_file, &secret) != 0) {
+        snprintf(err, n, "PDS_TRACE_SECRET_FILE (secret_file) %s: %s", c->secret_file,
+                 c->secret_file[0] ? "must be a readable file of at least 32 bytes"
+                                   : "is required (a file of at least 32 bytes)");
+        return ERR_CONFIG;
+    }
+    struct cache_config cc = {c->redis.key_prefix, c->cache.ttl_s, c->cache.negative_ttl_s};
+    int e = cache_new(&app->cache, app->redis, secret.data, secret.len, &cc);
+    OPENSSL_cleanse(secret.data, secret.len);
+    buf_free(&secret);
+    if (e)
+        return e;
+    struct trace_service_config tc = {{c->match.accept_score, c->match.review_score}, c->pds.fuzzy};
+    return trace_service_new(&app->traces, app->pds, app->cache, &tc);
+}
+
+static int start_routes(struct app *app)
+{
+    app->api =
+        (struct api_context){&app->cfg, app->redis, app->http, app->keys, app->traces, app->tokens};
+    int err = router_new(&app->router);
+    if (err)
+        return err;
+    router_set_guard(app->router, api_guard, &app->api);
+    err = api_health_register(app->router, &app->api);
+    err = err ? err : api_trace_register(app->router, &app->api);
+    return err ? err : api_admin_register(app->router, &app->api);
+}
+
+static int start_server(struct app *app, char *err, size_t n)
+{
+    char host[256];
+    int port;
+    config_parse_listen(app->cfg.listen, host, sizeof(host), &port);
+    const struct config *c = &app->cfg;
+    struct http_server_config sc = {
+        .host = host,
+        .port = port,
+        .max_header_bytes = c->server.max_header_bytes,
+        .max_body_bytes = c->server.max_body_bytes,
+        .header_timeout_ms = c->server.header_timeout_ms,
+        .body_timeout_ms = c->server.body_timeout_ms,
+        .idle_timeout_ms = c->server.idle_timeout_ms,
+        .max_connections = c->server.max_connections,
+        .handler = router_dispatch,
+        .handler_arg = app->router,
+    };
+    int e = http_server_new(&app->server, app->loop, &sc);
+    if (e)
+        snprintf(err, n, "PDS_TRACE_LISTEN (listen) %s: %s", c->listen, err_str(e));
+    return e;
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct app *app = s->data;
+    log_msgf(LOG_LEVEL_INFO, NULL, "signal %d: draining", signum);
+    app_stop(app);
+}
+
+static int start_signals(struct app *app)
+{
+    uv_signal_init(app->loop, &app->sigterm);
+    uv_signal_init(app->loop, &app->sigint);
+    app->sigterm.data = app;
+    app->sigint.data = app;
+    int err = uv_signal_start(&app->sigterm, on_signal, SIGTERM);
+    return err ? err : uv_signal_start(&app->sigint, on_signal, SIGINT);
+}
+
+static void log_listening(const struct app *app)
+{
+    log_event(LOG_LEVEL_INFO, NULL, "listening",
+              json_pack("{s:i, s:s}", "port", app_port(app), "version", PDS_TRACE_VERSION));
+}
+
+int app_new(struct app **out, uv_loop_t *loop, const struct config *cfg, char *err, size_t err_size)
+{
+    struct app *app = calloc(1, sizeof(*app));
+    if (app == NULL)
+        return UV_ENOMEM;
+    *out = app;
+    app->loop = loop;
+    app->cfg = *cfg;
+    /* Signals first: from here on app_stop() may close them, whatever fails next. */
+    int e = start_signals(app);
+    e = e ? e : apikeys_load(&app->keys, cfg->api_keys_file, err, err_size);
+    if (!e && apikeys_count(app->keys) == 0)
+        log_msgf(LOG_LEVEL_WARN, NULL, "no API keys: every protected route answers 401");
+    e = e ? e : http_client_new(&app->http, loop);
+    e = e ? e : start_redis(app);
+    e = e ? e : start_pds(app, err, err_size);
+    e = e ? e : start_cache(app, err, err_size);
+    e = e ? e : start_routes(app);
+    e = e ? e : start_server(app, err, err_size);
+    e = e ? e : declare_metrics(app);
+    if (!e)
+        log_listening(app);
+    return e;
+}
+
+/* Everything after the drain: the order of CONVENTIONS.md §1.5. */
+static void close_all(struct app *app)
+{
+    /* Traces still waiting end with UV_ECANCELED as what they wait on goes away. */
+    if (app->traces != NULL)
+        trace_service_shutdown(app->traces);
+    pds_client_free(app->pds);
+    app->pds = NULL;
+    token_source_free(app->tokens);
+    app->tokens = NULL;
+    http_server_free(app->server);
+    app->server = NULL;
+    http_client_free(app->http);
+    app->http = NULL;
+    redis_conn_free(app->redis);
+    app->redis = NULL;
+    if (!uv_is_closing((uv_handle_t *)&app->sigterm))
+        uv_close((uv_handle_t *)&app->sigterm, NULL);
+    if (!uv_is_closing((uv_handle_t *)&app->sigint))
+        uv_close((uv_handle_t *)&app->sigint, NULL);
+}
+
+static void on_drained(int status, void *arg)
+{
+    struct app *app = arg;
+    if (status)
+        log_msgf(LOG_LEVEL_WARN, NULL, "drain deadline passed: closing the rest");
+    else
+        log_msgf(LOG_LEVEL_INFO, NULL, "drained");
+    close_all(app);
+}
+
+void app_stop(struct app *app)
+{
+    if (app->stopping)
+        return;
+    app->stopping = 1;
+    if (app->server == NULL) {
+        close_all(app);
+        return;
+    }
+    http_server_drain(app->server, app->cfg.server.drain_ms, on_drained, app);
+}
+
+void app_free(struct app *app)
+{
+    if (app == NULL)
+        return;
+    trace_service_free(app->traces);
+    cache_free(app->cache);
+    apikeys_free(app->keys);
+    router_free(app->router);
+    metrics_reset();
+    free(app);
+}
+
+int app_port(const struct app *app)
+{
+    return app->server != NULL ? http_server_port(app->server) : 0;
+}

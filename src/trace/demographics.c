@@ -1,0 +1,780 @@
+#include "pdstrace/demographics.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#include "pdstrace/buf.h"
+#include "pdstrace/err.h"
+#include "pdstrace/macros.h"
+#include "pdstrace/nhs_number.h"
+
+/* Reasons end up in "<field> <reason>" messages, so none of them may quote the value. */
+static const char R_REQUIRED[] = "is required";
+static const char R_NOT_STRING[] = "must be a string";
+static const char R_NOT_LIST[] = "must be a string or an array of strings";
+static const char R_ITEM_TYPE[] = "must hold only strings";
+static const char R_NOT_BOOL[] = "must be true or false";
+static const char R_UTF8[] = "is not valid UTF-8";
+static const char R_CONTROL[] = "contains a control or invisible character";
+static const char R_TOO_LONG[] = "is too long";
+static const char R_EMPTY[] = "must not be empty";
+static const char R_DIGITS[] = "must not contain digits";
+static const char R_PUNCT[] = "may hold only letters, spaces, apostrophes, hyphens and full stops";
+static const char R_NO_LETTER[] = "must contain a letter";
+static const char R_DATE_FORM[] = "must be a date in the form YYYY-MM-DD";
+static const char R_DATE_REAL[] = "is not a real calendar date";
+static const char R_DATE_OLD[] = "must not be before 1880";
+static const char R_DATE_FUTURE[] = "must not be in the future";
+static const char R_GENDER[] = "must be one of male, female, other, unknown";
+static const char R_POSTCODE[] = "is not a valid UK postcode";
+static const char R_NHS[] = "is not a valid NHS number (10 digits with a valid check digit)";
+static const char R_CASE_ID_LEN[] = "must be at most 64 characters";
+static const char R_CASE_ID_CHARS[] = "may hold only visible ASCII characters, without spaces";
+static const char R_GIVEN_MANY[] = "must have at most 4 items";
+static const char R_ADDRESS_MANY[] = "must have at most 5 non-empty lines";
+
+/* ---- ASCII helpers: no <ctype.h>, whose answers depend on the locale. ---- */
+
+static bool is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool is_upper(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z';
+}
+
+static bool is_alpha(unsigned char c)
+{
+    return is_upper(c) || (c >= 'a' && c <= 'z');
+}
+
+static char to_upper(unsigned char c)
+{
+    return (char)(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
+}
+
+static char to_lower(unsigned char c)
+{
+    return (char)(is_upper(c) ? c - 'A' + 'a' : c);
+}
+
+static bool is_blank(const char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    return *s == '\0';
+}
+
+/* ---- UTF-8 and the classes of code points that name normalisation cares about. ---- */
+
+/* The length of a sequence from its lead byte (0 for a stray continuation byte or an
+ * invalid lead), and the payload bits the lead byte carries. */
+static size_t utf8_lead(unsigned char c, uint32_t *bits)
+{
+    if (c < 0x80) {
+        *bits = c;
+        return 1;
+    }
+    if ((c & 0xE0) == 0xC0) {
+        *bits = c & 0x1Fu;
+        return 2;
+    }
+    if ((c & 0xF0) == 0xE0) {
+        *bits = c & 0x0Fu;
+        return 3;
+    }
+    *bits = c & 0x07u;
+    return (c & 0xF8) == 0xF0 ? 4 : 0;
+}
+
+/* Decodes one sequence at s. Returns its length, or 0 when it is malformed, overlong, a
+ * surrogate or beyond U+10FFFF. A NUL fails the continuation test, so we never read past
+ * the end of the string. */
+static size_t utf8_decode(const unsigned char *s, uint32_t *cp)
+{
+    static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+    size_t len = utf8_lead(s[0], cp);
+
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        *cp = (*cp << 6) | (s[i] & 0x3Fu);
+    }
+    if (len == 0 || *cp < min[len] || *cp > 0x10FFFF || (*cp >= 0xD800 && *cp <= 0xDFFF))
+        return 0;
+    return len;
+}
+
+enum cp_class { CP_PLAIN, CP_SPACE, CP_QUOTE, CP_DASH, CP_CONTROL };
+
+/* First match wins, so the tab entry must come before the C0 control range. Invisible
+ * format characters (zero-width, bidi overrides, BOM, soft hyphen) count as controls:
+ * they would make two spellings of one name differ without anyone seeing why. */
+static const struct cp_range {
+    uint32_t lo, hi;
+    enum cp_class cls;
+} cp_ranges[] = {
+    {0x09, 0x09, CP_SPACE},       {0x20, 0x20, CP_SPACE},       {0x00, 0x1F, CP_CONTROL},
+    {0x7F, 0x9F, CP_CONTROL},     {0xA0, 0xA0, CP_SPACE},       {0xAD, 0xAD, CP_CONTROL},
+    {0x2BC, 0x2BC, CP_QUOTE},     {0x2000, 0x200A, CP_SPACE},   {0x200B, 0x200F, CP_CONTROL},
+    {0x2010, 0x2015, CP_DASH},    {0x2018, 0x2019, CP_QUOTE},   {0x201B, 0x201B, CP_QUOTE},
+    {0x2028, 0x202E, CP_CONTROL}, {0x202F, 0x202F, CP_SPACE},   {0x2032, 0x2032, CP_QUOTE},
+    {0x205F, 0x205F, CP_SPACE},   {0x2060, 0x206F, CP_CONTROL}, {0x2212, 0x2212, CP_DASH},
+    {0x3000, 0x3000, CP_SPACE},   {0xFEFF, 0xFEFF, CP_CONTROL}, {0xFFF9, 0xFFFB, CP_CONTROL},
+};
+
+static enum cp_class classify(uint32_t cp)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(cp_ranges); i++)
+        if (cp >= cp_ranges[i].lo && cp <= cp_ranges[i].hi)
+            return cp_ranges[i].cls;
+    return CP_PLAIN;
+}
+
+/* ---- Free text: trim, collapse whitespace, map quotes and dashes. ---- */
+
+struct text_out {
+    char *p;
+    size_t len, size;
+    bool space; /* a whitespace run is pending; written only before the next character */
+};
+
+static int put(struct text_out *t, const char *bytes, size_t n, const char **why)
+{
+    size_t extra = t->space && t->len > 0 ? 1 : 0;
+
+    if (t->len + extra + n >= t->size) {
+        *why = R_TOO_LONG;
+        return ERR_INVALID_INPUT;
+    }
+    if (extra)
+        t->p[t->len++] = ' ';
+    memcpy(t->p + t->len, bytes, n);
+    t->len += n;
+    t->space = false;
+    return 0;
+}
+
+static int emit(struct text_out *t, const unsigned char *s, size_t n, uint32_t cp, const char **why)
+{
+    switch (classify(cp)) {
+    case CP_SPACE:
+        t->space = true;
+        return 0;
+    case CP_CONTROL:
+        *why = R_CONTROL;
+        return ERR_INVALID_INPUT;
+    case CP_QUOTE:
+        return put(t, "'", 1, why);
+    case CP_DASH:
+        return put(t, "-", 1, why);
+    default:
+        return put(t, (const char *)s, n, why);
+    }
+}
+
+/* Writes the normalised text (possibly "") to out; on failure out is "". */
+static int text_normalise(const char *in, char *out, size_t size, const char **why)
+{
+    struct text_out t = {out, 0, size, false};
+    const unsigned char *s = (const unsigned char *)in;
+    int err = 0;
+
+    while (err == 0 && *s != '\0') {
+        uint32_t cp;
+        size_t n = utf8_decode(s, &cp);
+        if (n == 0) {
+            *why = R_UTF8;
+            err = ERR_INVALID_INPUT;
+            break;
+        }
+        err = emit(&t, s, n, cp, why);
+        s += n;
+    }
+    out[err ? 0 : t.len] = '\0';
+    return err;
+}
+
+/* ---- Names. ---- */
+
+/* Drops one trailing "(...)" whose contents hold no parenthesis, and the space before it;
+ * anything else ending in ')' is left for the character check to reject. */
+static size_t drop_suffix(const char *s, size_t n)
+{
+    size_t i;
+
+    if (n == 0 || s[n - 1] != ')')
+        return n;
+    i = n - 1;
+    while (i > 0 && s[i - 1] != '(' && s[i - 1] != ')')
+        i--;
+    if (i == 0 || s[i - 1] != '(')
+        return n;
+    n = i - 1;
+    while (n > 0 && s[n - 1] == ' ')
+        n--;
+    return n;
+}
+
+/* The reason a byte of a normalised name is refused, or NULL. Bytes of 0x80 and above
+ * belong to already validated UTF-8 and are taken as letters, which keeps accented and
+ * non-Latin names. */
+static const char *name_byte_problem(unsigned char c)
+{
+    if (c >= 0x80 || is_alpha(c) || memchr(" '-.", c, 4) != NULL)
+        return NULL;
+    return is_digit(c) ? R_DIGITS : R_PUNCT;
+}
+
+static int check_name_chars(const char *s, size_t n, const char **why)
+{
+    bool letter = false;
+
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        const char *problem = name_byte_problem(c);
+        if (problem != NULL) {
+            *why = problem;
+            return ERR_INVALID_INPUT;
+        }
+        letter = letter || c >= 0x80 || is_alpha(c);
+    }
+    if (letter)
+        return 0;
+    *why = n == 0 ? R_EMPTY : R_NO_LETTER;
+    return ERR_INVALID_INPUT;
+}
+
+static int name_normalise(const char *in, char *out, size_t size, const char **why)
+{
+    /* Room for a name plus a long "(nee ...)" suffix, which is dropped before the length
+     * check against size. */
+    char tmp[512];
+    size_t n;
+
+    if (size == 0)
+        return ERR_INVALID_INPUT;
+    out[0] = '\0';
+    if (in == NULL || text_normalise(in, tmp, sizeof tmp, why) != 0)
+        return ERR_INVALID_INPUT;
+    n = drop_suffix(tmp, strlen(tmp));
+    if (check_name_chars(tmp, n, why) != 0)
+        return ERR_INVALID_INPUT;
+    if (n >= size) {
+        *why = R_TOO_LONG;
+        return ERR_INVALID_INPUT;
+    }
+    memcpy(out, tmp, n);
+    out[n] = '\0';
+    return 0;
+}
+
+int demog_normalise_name(const char *in, char *out, size_t size)
+{
+    const char *why;
+
+    return name_normalise(in, out, size, &why);
+}
+
+/* ---- Postcodes. ---- */
+
+/* 'A' stands for an upper-case letter, '9' for a digit. */
+static bool shape(const char *tpl, const char *s, size_t n)
+{
+    if (strlen(tpl) != n)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (tpl[i] == 'A' ? !is_upper(c) : !is_digit(c))
+            return false;
+    }
+    return true;
+}
+
+static bool outward_ok(const char *s, size_t n)
+{
+    static const char *const outward[] = {"A9", "A99", "AA9", "AA99", "A9A", "AA9A"};
+
+    for (size_t i = 0; i < ARRAY_SIZE(outward); i++)
+        if (shape(outward[i], s, n))
+            return true;
+    return false;
+}
+
+/* Royal Mail never uses C I K M O V in the inward code, to avoid misreadings. */
+static bool inward_ok(const char *s)
+{
+    return shape("9AA", s, 3) && strchr("CIKMOV", s[1]) == NULL && strchr("CIKMOV", s[2]) == NULL;
+}
+
+/* Upper-cases and drops spaces; fails on anything but ASCII letters and digits, or on
+ * more than seven of them. */
+static int compact_postcode(const char *in, char pc[8], size_t *n)
+{
+    *n = 0;
+    for (; *in != '\0'; in++) {
+        unsigned char c = (unsigned char)*in;
+        if (c == ' ')
+            continue;
+        if (*n == 7 || !(is_alpha(c) || is_digit(c)))
+            return ERR_INVALID_INPUT;
+        pc[(*n)++] = to_upper(c);
+    }
+    pc[*n] = '\0';
+    return 0;
+}
+
+int demog_normalise_postcode(const char *in, char out[9])
+{
+    char pc[8];
+    size_t n;
+
+    out[0] = '\0';
+    if (in == NULL || compact_postcode(in, pc, &n) != 0 || n < 5)
+        return ERR_INVALID_INPUT;
+    if (strcmp(pc, "GIR0AA") != 0 && !(outward_ok(pc, n - 3) && inward_ok(pc + n - 3)))
+        return ERR_INVALID_INPUT;
+    memcpy(out, pc, n - 3);
+    out[n - 3] = ' ';
+    memcpy(out + n - 2, pc + n - 3, 4);
+    return 0;
+}
+
+/* ---- Dates. ---- */
+
+static bool date_shape(const char *s)
+{
+    for (int i = 0; i < 10; i++) {
+        bool dash = i == 4 || i == 7;
+        if (dash ? s[i] != '-' : !is_digit((unsigned char)s[i]))
+            return false;
+    }
+    return s[10] == '\0';
+}
+
+static int number(const char *s, int digits)
+{
+    int v = 0;
+
+    for (int i = 0; i < digits; i++)
+        v = v * 10 + (s[i] - '0');
+    return v;
+}
+
+static int days_in_month(int y, int m)
+{
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+
+    return m == 2 && leap ? 29 : days[m - 1];
+}
+
+/* A calendar date in the exact form YYYY-MM-DD. */
+static bool date_real(const char *s)
+{
+    int m, d;
+
+    if (!date_shape(s))
+        return false;
+    m = number(s + 5, 2);
+    d = number(s + 8, 2);
+    return m >= 1 && m <= 12 && d >= 1 && d <= days_in_month(number(s, 4), m);
+}
+
+/* Expects a valid today. Same-width ISO dates compare correctly as strings. */
+static int birth_date_check(const char *in, const char *today, const char **why)
+{
+    if (in == NULL || !date_shape(in))
+        *why = R_DATE_FORM;
+    else if (!date_real(in))
+        *why = R_DATE_REAL;
+    else if (number(in, 4) < 1880)
+        *why = R_DATE_OLD;
+    else if (strcmp(in, today) > 0)
+        *why = R_DATE_FUTURE;
+    else
+        return 0;
+    return ERR_INVALID_INPUT;
+}
+
+int demog_check_birth_date(const char *in, const char *today)
+{
+    const char *why;
+
+    if (today == NULL || !date_real(today))
+        return ERR_INTERNAL;
+    return birth_date_check(in, today, &why);
+}
+
+/* ---- Gender. ---- */
+
+static const char *const gender_names[] = {
+    [DEMOG_GENDER_NONE] = "",           [DEMOG_GENDER_MALE] = "male",
+    [DEMOG_GENDER_FEMALE] = "female",   [DEMOG_GENDER_OTHER] = "other",
+    [DEMOG_GENDER_UNKNOWN] = "unknown",
+};
+
+/* Compares the n bytes at s with the lower-case word, ignoring ASCII case. */
+static bool word_eq(const char *s, size_t n, const char *word)
+{
+    if (strlen(word) != n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (to_lower((unsigned char)s[i]) != word[i])
+            return false;
+    return true;
+}
+
+int demog_parse_gender(const char *in, enum demog_gender *out)
+{
+    size_t n;
+
+    if (in == NULL)
+        return ERR_INVALID_INPUT;
+    while (*in == ' ' || *in == '\t')
+        in++;
+    n = strlen(in);
+    while (n > 0 && (in[n - 1] == ' ' || in[n - 1] == '\t'))
+        n--;
+    for (size_t g = DEMOG_GENDER_MALE; g < ARRAY_SIZE(gender_names); g++) {
+        if (word_eq(in, n, gender_names[g])) {
+            *out = (enum demog_gender)g;
+            return 0;
+        }
+    }
+    return ERR_INVALID_INPUT;
+}
+
+const char *demog_gender_name(enum demog_gender g)
+{
+    if ((size_t)g >= ARRAY_SIZE(gender_names))
+        return "";
+    return gender_names[g];
+}
+
+/* ---- The request body. ---- */
+
+struct parse_ctx {
+    const json_t *body;
+    const char *today;
+    struct demographics *d;
+    struct field_error *fe;
+};
+
+static int fail(struct parse_ctx *c, const char *field, const char *reason)
+{
+    c->fe->field = field;
+    c->fe->reason = reason;
+    return ERR_INVALID_INPUT;
+}
+
+/* jansson keeps "\u0000" inside strings; C code would silently cut the value there. */
+static bool has_nul(const json_t *s)
+{
+    return strlen(json_string_value(s)) != json_string_length(s);
+}
+
+/* *s is NULL when the field is absent, null or blank. */
+static int opt_string(struct parse_ctx *c, const char *key, const char **s)
+{
+    const json_t *v = json_object_get(c->body, key);
+
+    *s = NULL;
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return fail(c, key, R_NOT_STRING);
+    if (has_nul(v))
+        return fail(c, key, R_CONTROL);
+    if (!is_blank(json_string_value(v)))
+        *s = json_string_value(v);
+    return 0;
+}
+
+static int req_string(struct parse_ctx *c, const char *key, const char **s)
+{
+    const json_t *v = json_object_get(c->body, key);
+
+    if (v == NULL || json_is_null(v))
+        return fail(c, key, R_REQUIRED);
+    if (!json_is_string(v))
+        return fail(c, key, R_NOT_STRING);
+    if (has_nul(v))
+        return fail(c, key, R_CONTROL);
+    *s = json_string_value(v);
+    return 0;
+}
+
+static int parse_case_id(struct parse_ctx *c)
+{
+    const char *s;
+    int err = opt_string(c, "case_id", &s);
+
+    if (err || s == NULL)
+        return err;
+    if (strlen(s) >= sizeof c->d->case_id)
+        return fail(c, "case_id", R_CASE_ID_LEN);
+    for (const char *p = s; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7E)
+            return fail(c, "case_id", R_CASE_ID_CHARS);
+    memcpy(c->d->case_id, s, strlen(s) + 1);
+    return 0;
+}
+
+static int parse_family(struct parse_ctx *c)
+{
+    const char *s, *why;
+    int err = req_string(c, "family", &s);
+
+    if (err)
+        return err;
+    if (name_normalise(s, c->d->family, sizeof c->d->family, &why) != 0)
+        return fail(c, "family", why);
+    return 0;
+}
+
+/* How a list field (a string taken as one item, or an array of strings) is read. */
+struct list_spec {
+    const char *key;
+    unsigned max;
+    const char *too_many;
+    int (*norm)(const char *in, char *out, size_t size, const char **why);
+};
+
+/* Empty results are skipped: that only happens for address lines, because a name that
+ * normalises to nothing is an error. */
+static int list_add(struct parse_ctx *c, const struct list_spec *ls, const json_t *item,
+                    char (*items)[DEMOG_NAME_SIZE], unsigned *n)
+{
+    char tmp[DEMOG_NAME_SIZE];
+    const char *why;
+
+    if (!json_is_string(item))
+        return fail(c, ls->key, R_ITEM_TYPE);
+    if (has_nul(item))
+        return fail(c, ls->key, R_CONTROL);
+    if (ls->norm(json_string_value(item), tmp, sizeof tmp, &why) != 0)
+        return fail(c, ls->key, why);
+    if (tmp[0] == '\0')
+        return 0;
+    if (*n == ls->max)
+        return fail(c, ls->key, ls->too_many);
+    memcpy(items[(*n)++], tmp, sizeof tmp);
+    return 0;
+}
+
+static int parse_list(struct parse_ctx *c, const struct list_spec *ls,
+                      char (*items)[DEMOG_NAME_SIZE], unsigned *n)
+{
+    const json_t *v = json_object_get(c->body, ls->key);
+
+    *n = 0;
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (json_is_string(v))
+        return is_blank(json_string_value(v)) ? 0 : list_add(c, ls, v, items, n);
+    if (!json_is_array(v))
+        return fail(c, ls->key, R_NOT_LIST);
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        int err = list_add(c, ls, json_array_get(v, i), items, n);
+        if (err)
+            return err;
+    }
+    return 0;
+}
+
+static int parse_given(struct parse_ctx *c)
+{
+    static const struct list_spec spec = {"given", DEMOG_MAX_GIVEN, R_GIVEN_MANY, name_normalise};
+
+    return parse_list(c, &spec, c->d->given, &c->d->n_given);
+}
+
+static int parse_birth_date(struct parse_ctx *c)
+{
+    const char *s, *why;
+    int err = req_string(c, "birth_date", &s);
+
+    if (err)
+        return err;
+    if (birth_date_check(s, c->today, &why) != 0)
+        return fail(c, "birth_date", why);
+    memcpy(c->d->birth_date, s, sizeof c->d->birth_date);
+    return 0;
+}
+
+static int parse_gender(struct parse_ctx *c)
+{
+    const char *s;
+    int err = opt_string(c, "gender", &s);
+
+    if (err || s == NULL)
+        return err;
+    if (demog_parse_gender(s, &c->d->gender) != 0)
+        return fail(c, "gender", R_GENDER);
+    return 0;
+}
+
+static int parse_postcode(struct parse_ctx *c)
+{
+    const char *s;
+    int err = opt_string(c, "postcode", &s);
+
+    if (err || s == NULL)
+        return err;
+    if (demog_normalise_postcode(s, c->d->postcode) != 0)
+        return fail(c, "postcode", R_POSTCODE);
+    return 0;
+}
+
+static int parse_address(struct parse_ctx *c)
+{
+    static const struct list_spec spec = {"address", DEMOG_MAX_ADDRESS, R_ADDRESS_MANY,
+                                          text_normalise};
+
+    return parse_list(c, &spec, c->d->address, &c->d->n_address);
+}
+
+static int parse_nhs_number(struct parse_ctx *c)
+{
+    const char *s;
+    int err = opt_string(c, "nhs_number", &s);
+
+    if (err || s == NULL)
+        return err;
+    if (nhs_number_normalise(s, c->d->nhs_number) != 0)
+        return fail(c, "nhs_number", R_NHS);
+    return 0;
+}
+
+static int parse_write_back(struct parse_ctx *c)
+{
+    const json_t *v = json_object_get(c->body, "write_back");
+
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_boolean(v))
+        return fail(c, "write_back", R_NOT_BOOL);
+    c->d->write_back = json_is_true(v) ? 1 : 0;
+    return 0;
+}
+
+static int parse_purpose(struct parse_ctx *c)
+{
+    const char *s, *why;
+    int err = opt_string(c, "purpose", &s);
+
+    if (err || s == NULL)
+        return err;
+    if (text_normalise(s, c->d->purpose, sizeof c->d->purpose, &why) != 0)
+        return fail(c, "purpose", why);
+    return 0;
+}
+
+/* In the order of DESIGN.md §3, so that the first error reported is predictable. */
+static int (*const field_parsers[])(struct parse_ctx *c) = {
+    parse_case_id,  parse_family,  parse_given,      parse_birth_date, parse_gender,
+    parse_postcode, parse_address, parse_nhs_number, parse_write_back, parse_purpose,
+};
+
+int demographics_from_json(const json_t *body, const char *today, struct demographics *out,
+                           struct field_error *fe)
+{
+    struct field_error spare;
+    struct parse_ctx c = {body, today, out, fe != NULL ? fe : &spare};
+
+    memset(out, 0, sizeof *out);
+    out->gender = DEMOG_GENDER_NONE;
+    out->write_back = -1;
+    c.fe->field = NULL;
+    c.fe->reason = NULL;
+    if (today == NULL || !date_real(today))
+        return ERR_INTERNAL;
+    if (!json_is_object(body))
+        return fail(&c, NULL, "must be a JSON object");
+    for (size_t i = 0; i < ARRAY_SIZE(field_parsers); i++) {
+        int err = field_parsers[i](&c);
+        if (err)
+            return err;
+    }
+    return 0;
+}
+
+bool demographics_error_is_missing(const struct field_error *fe)
+{
+    return fe != NULL && fe->reason != NULL &&
+           strncmp(fe->reason, R_REQUIRED, sizeof R_REQUIRED - 1) == 0;
+}
+
+/* ---- Canonical form for cache keys. ---- */
+
+/* Separators: 0x1f between fields, 0x1e between given names. */
+static int append_folded(struct buf *b, const char *s)
+{
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        char f = to_lower(c);
+        if (c < 0x20 || c == 0x7F)
+            return ERR_INVALID_INPUT;
+        int err = buf_append(b, &f, 1);
+        if (err)
+            return err;
+    }
+    return 0;
+}
+
+static int put_field(struct buf *b, char tag, const char *value)
+{
+    const char head[3] = {0x1f, tag, '='};
+    int err = buf_append(b, head, sizeof head);
+
+    return err ? err : append_folded(b, value);
+}
+
+static int put_given(struct buf *b, const struct demographics *d)
+{
+    unsigned n = d->n_given < DEMOG_MAX_GIVEN ? d->n_given : DEMOG_MAX_GIVEN;
+    int err = put_field(b, 'g', n > 0 ? d->given[0] : "");
+
+    for (unsigned i = 1; err == 0 && i < n; i++) {
+        err = buf_append(b, "\x1e", 1);
+        if (err == 0)
+            err = append_folded(b, d->given[i]);
+    }
+    return err;
+}
+
+static int put_fields(const struct demographics *d, struct buf *b)
+{
+    /* The version tag lets a future change of this format miss old cache entries. */
+    int err = buf_append_str(b, "pds-search-v1");
+
+    if (err == 0)
+        err = put_field(b, 'f', d->family);
+    if (err == 0)
+        err = put_given(b, d);
+    if (err == 0)
+        err = put_field(b, 'd', d->birth_date);
+    if (err == 0)
+        err = put_field(b, 's', demog_gender_name(d->gender));
+    if (err == 0)
+        err = put_field(b, 'p', d->postcode);
+    if (err == 0)
+        err = put_field(b, 'n', d->nhs_number);
+    return err;
+}
+
+int demographics_canonical(const struct demographics *d, struct buf *out)
+{
+    size_t len0 = out->len;
+    int err = put_fields(d, out);
+
+    if (err) {
+        out->len = len0;
+        if (out->data != NULL)
+            out->data[len0] = '\0';
+    }
+    return err;
+}

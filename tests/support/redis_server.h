@@ -1,0 +1,37 @@
+#ifndef PDS_TEST_REDIS_SERVER_H
+#define PDS_TEST_REDIS_SERVER_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* A private redis-server for one test: loopback only, an ephemeral port, its own temporary
+ * directory (with redis.log), no persistence. The binary is $PDS_REDIS_SERVER or
+ * redis-server on PATH. The child gets SIGKILL if the test process dies, so a crashed test
+ * never leaves a Redis behind. Zero-initialise the struct before the first start. */
+struct redis_server {
+    pid_t pid; /* 0 when not running */
+    int port;  /* kept across stop/restart */
+    char dir[256];
+};
+
+/* Picks a free port, creates the directory and starts Redis, then blocks until it answers
+ * PING (at most 5 s). Returns 0 or a negative code; on failure nothing is left running. */
+int redis_server_start(struct redis_server *rs);
+
+/* SIGTERM (and SIGCONT, in case it is frozen) and waitpid; keeps the port and directory. */
+int redis_server_stop(struct redis_server *rs);
+
+/* Starts Redis again on the same port and waits for PING like redis_server_start. */
+int redis_server_restart(struct redis_server *rs);
+
+/* SIGSTOP / SIGCONT: the kernel still accepts connections, but nobody answers. */
+int redis_server_freeze(struct redis_server *rs);
+int redis_server_thaw(struct redis_server *rs);
+
+/* Stops Redis if it runs and removes the directory. Safe on a zeroed struct. */
+void redis_server_destroy(struct redis_server *rs);
+
+/* Writes "redis://127.0.0.1:<port>" into out and returns out. */
+char *redis_server_url(const struct redis_server *rs, char *out, size_t size);
+
+#endif

@@ -1,0 +1,214 @@
+#include "pdstrace/cascade.h"
+
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "pdstrace/buf.h"
+
+TestSuite(cascade, .timeout = 10);
+
+static const struct match_bands bands = {0.95, 0.85};
+
+static struct demographics person(const char *family, const char *given, const char *postcode)
+{
+    struct demographics d;
+    memset(&d, 0, sizeof(d));
+    snprintf(d.family, sizeof(d.family), "%s", family);
+    if (given != NULL) {
+        snprintf(d.given[0], sizeof(d.given[0]), "%s", given);
+        d.n_given = 1;
+    }
+    snprintf(d.birth_date, sizeof(d.birth_date), "2010-10-22");
+    if (postcode != NULL)
+        snprintf(d.postcode, sizeof(d.postcode), "%s", postcode);
+    d.write_back = -1;
+    return d;
+}
+
+static struct fhir_result none(void)
+{
+    struct fhir_result r = {.kind = FHIR_SEARCH_NONE};
+    return r;
+}
+
+static struct fhir_result one(const char *id, double score)
+{
+    struct fhir_result r = {.kind = FHIR_SEARCH_ONE};
+    snprintf(r.patient.id, sizeof(r.patient.id), "%s", id);
+    r.patient.score = score;
+    r.patient.security = FHIR_SEC_U;
+    return r;
+}
+
+static struct fhir_result too_many(void)
+{
+    struct fhir_result r = {.kind = FHIR_TOO_MANY};
+    return r;
+}
+
+/* Runs the cascade, answering step i with answers[i]; records the queries. */
+static struct trace_result run(const struct demographics *d, bool fuzzy,
+                               const struct fhir_result *answers, size_t n, char queries[][512],
+                               size_t *asked)
+{
+    struct cascade c;
+    struct buf q;
+    buf_init(&q, 4096);
+    cascade_init(&c, d, &bands, fuzzy);
+    *asked = 0;
+    while (cascade_query(&c, &q) == 1) {
+        cr_assert_lt(*asked, n, "more searches than answers: %s", q.data);
+        snprintf(queries[*asked], 512, "%s", q.data);
+        cascade_feed(&c, &answers[(*asked)++]);
+    }
+    buf_free(&q);
+    struct trace_result r;
+    cascade_result(&c, &r);
+    return r;
+}
+
+Test(cascade, exact_match_is_one_step)
+{
+    struct demographics d = person("Smith", "Jane", "LS1 6AE");
+    struct fhir_result a[] = {one("9000000009", 1.0)};
+    char q[8][512];
+    size_t n;
+    struct trace_result r = run(&d, false, a, 1, q, &n);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(q[0], "family=Smith&given=Jane&birthdate=eq2010-10-22&"
+                           "address-postalcode=LS1%206AE&_history=true");
+    cr_assert_eq(r.outcome, TRACE_MATCHED);
+    cr_assert_str_eq(r.nhs_number, "9000000009");
+    cr_assert_eq(r.steps, 1);
+}
+
+Test(cascade, full_cascade_without_a_match_is_no_match)
+{
+    struct demographics d = person("Smithson", "Jonathan", "LS1 6AE");
+    struct fhir_result a[] = {none(), none(), none(), none(), none()};
+    char q[8][512];
+    size_t n;
+    struct trace_result r = run(&d, false, a, 5, q, &n);
+    cr_assert_eq(n, 5);
+    cr_assert(strstr(q[1], "address-postalcode=LS%2A") != NULL, "%s", q[1]);
+    cr_assert(strstr(q[2], "address-postalcode") == NULL, "%s", q[2]);
+    cr_assert(strstr(q[3], "given=Jon%2A") != NULL, "%s", q[3]);
+    cr_assert(strstr(q[3], "address-postalcode") == NULL);
+    cr_assert(strstr(q[4], "family=Smi%2A") != NULL, "%s", q[4]);
+    cr_assert_eq(r.outcome, TRACE_NO_MATCH);
+    cr_assert_eq(r.steps, 5);
+    cr_assert_str_eq(r.nhs_number, "");
+}
+
+Test(cascade, short_names_and_no_postcode_skip_steps)
+{
+    struct demographics d = person("Lee", "Ann", NULL);
+    struct fhir_result a[] = {none()};
+    char q[8][512];
+    size_t n;
+    struct trace_result r = run(&d, false, a, 1, q, &n);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(r.outcome, TRACE_NO_MATCH);
+}
+
+Test(cascade, too_many_with_history_retries_without)
+{
+    struct demographics d = person("Smith", "Jane", NULL);
+    struct fhir_result a[] = {too_many(), one("9000000017", 1.0)};
+    char q[8][512];
+    size_t n;
+    struct trace_result r = run(&d, false, a, 2, q, &n);
+    cr_assert_eq(n, 2);
+    cr_assert(strstr(q[0], "_history=true") != NULL);
+    cr_assert(strstr(q[1], "_history") == NULL, "%s", q[1]);
+    cr_assert_eq(r.outcome, TRACE_MATCHED);
+    cr_assert_str_eq(r.nhs_number, "9000000017");
+}
+
+Test(cascade, too_many_twice_is_multiple_matches)
+{
+    struct demographics d = person("Smith", "Jane", "LS1 6AE");
+    struct fhir_result a[] = {too_many(), too_many()};
+    char q[8][512];
+    size_t n;
+    struct trace_result r = run(&d, false, a, 2, q, &n);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(r.outcome, TRACE_MULTIPLE_MATCHES);
+    cr_assert_str_eq(r.nhs_number, "");
+}
+
+Test(cascade, later_step_finds_a_restricted_person_without_postcode)
+{
+    struct demographics d = person("Smith", "Jane", "LS1 6AE");
+    struct fhir_result a[] = {none(), none(), one("9000000025", 1.0)};
+    a[2].patient.security = FHIR_SEC_R;
+    char q[8][512];
+    size_t n;
+    struct trace_result r = run(&d, false, a, 3, q, &n);
+    cr_assert_eq(n, 3);
+    cr_assert(strstr(q[2], "address-postalcode") == NULL);
+    cr_assert_eq(r.outcome, TRACE_MATCHED);
+    cr_assert(r.restricted);
+}
+
+Test(cascade, partial_match_keeps_looking_and_conflict_is_multiple)
+{
+    struct demographics d = person("Smith", "Jonathan", "LS1 6AE");
+    struct fhir_result a[] = {one("9000000009", 0.9), one("9000000017", 0.9)};
+    char q[8][512];
+    size_t n;
+    struct trace_result r = run(&d, false, a, 2, q, &n);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(r.outcome, TRACE_MULTIPLE_MATCHES);
+}
+
+Test(cascade, partial_match_confirmed_is_potential)
+{
+    struct demographics d = person("Smith", "Jonathan", "LS1 6AE");
+    struct fhir_result a[] = {one("9000000009", 0.9), none(), one("9000000009", 0.88), none(),
+                              none()};
+    char q[8][512];
+    size_t n;
+    struct trace_result r = run(&d, false, a, 5, q, &n);
+    cr_assert_eq(r.outcome, TRACE_POTENTIAL_MATCH);
+    cr_assert_str_eq(r.nhs_number, "9000000009");
+    cr_assert_float_eq(r.score, 0.9, 1e-9);
+}
+
+Test(cascade, low_score_is_no_match)
+{
+    struct demographics d = person("Lee", "Ann", NULL);
+    struct fhir_result a[] = {one("9000000009", 0.5)};
+    char q[8][512];
+    size_t n;
+    struct trace_result r = run(&d, false, a, 1, q, &n);
+    cr_assert_eq(r.outcome, TRACE_NO_MATCH);
+    cr_assert_str_eq(r.nhs_number, "");
+}
+
+Test(cascade, fuzzy_only_when_enabled)
+{
+    struct demographics d = person("Lee", "Ann", NULL);
+    d.gender = DEMOG_GENDER_FEMALE;
+    struct fhir_result a[] = {none(), one("9000000009", 0.96)};
+    char q[8][512];
+    size_t n;
+    struct trace_result r = run(&d, true, a, 2, q, &n);
+    cr_assert_eq(n, 2);
+    cr_assert(strstr(q[1], "_fuzzy-match=true") != NULL, "%s", q[1]);
+    cr_assert(strstr(q[1], "gender=female") != NULL);
+    cr_assert(strstr(q[1], "%2A") == NULL);
+    cr_assert_eq(r.outcome, TRACE_MATCHED);
+}
+
+Test(cascade, wildcard_counts_characters_not_bytes)
+{
+    struct demographics d = person("Zoë-Ann", "Chloé", NULL);
+    struct fhir_result a[] = {none(), none(), none()};
+    char q[8][512];
+    size_t n;
+    run(&d, false, a, 3, q, &n);
+    cr_assert(strstr(q[1], "given=Chl%C3%A9%2A") == NULL, "%s", q[1]);
+    cr_assert(strstr(q[1], "given=Chl%2A") != NULL, "%s", q[1]);
+    cr_assert(strstr(q[2], "family=Zo%C3%AB%2A") != NULL, "%s", q[2]);
+}

@@ -1,0 +1,166 @@
+#include "pdstrace/config.h"
+
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pdstrace/err.h"
+
+/* Each criterion test runs in its own process, so setenv() here cannot leak into others. */
+TestSuite(config, .timeout = 10);
+
+static char errline[512];
+
+static int load(const char *path)
+{
+    struct config c;
+    return config_load(&c, path, errline, sizeof(errline));
+}
+
+static char *write_tmp(const char *text)
+{
+    static char path[64];
+    snprintf(path, sizeof(path), "/tmp/pdscfgXXXXXX");
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+Test(config, defaults_match_design)
+{
+    struct config c;
+    cr_assert_eq(config_load(&c, NULL, errline, sizeof(errline)), 0);
+    cr_assert_str_eq(c.listen, "127.0.0.1:8080");
+    cr_assert_str_eq(c.redis.url, "redis://127.0.0.1:6379/0");
+    cr_assert_eq(c.server.max_header_bytes, 16384);
+    cr_assert_eq(c.server.max_body_bytes, 1048576);
+    cr_assert_eq(c.server.drain_ms, 10000);
+    cr_assert_float_eq(c.pds.rate, 5.0, 1e-9);
+    cr_assert_float_eq(c.match.accept_score, 0.95, 1e-9);
+    cr_assert_float_eq(c.match.review_score, 0.85, 1e-9);
+    cr_assert_eq(c.log.level, LOG_LEVEL_INFO);
+}
+
+Test(config, environment_overrides_file)
+{
+    char *path = write_tmp("{\"listen\": \"127.0.0.1:9000\", \"pds\": {\"rate\": 2, "
+                           "\"fuzzy\": true}, \"match\": {\"accept_score\": 0.97}}");
+    setenv("PDS_TRACE_LISTEN", "0.0.0.0:7000", 1);
+    setenv("PDS_TRACE_MATCH_ACCEPT_SCORE", "0.99", 1);
+    struct config c;
+    cr_assert_eq(config_load(&c, path, errline, sizeof(errline)), 0, "%s", errline);
+    cr_assert_str_eq(c.listen, "0.0.0.0:7000");
+    cr_assert_float_eq(c.pds.rate, 2.0, 1e-9);
+    cr_assert(c.pds.fuzzy);
+    cr_assert_float_eq(c.match.accept_score, 0.99, 1e-9);
+    unlink(path);
+}
+
+Test(config, bad_env_value_names_the_setting)
+{
+    setenv("PDS_TRACE_PDS_RATE", "fast", 1);
+    cr_assert_eq(load(NULL), ERR_CONFIG);
+    cr_assert(strstr(errline, "PDS_TRACE_PDS_RATE") != NULL, "%s", errline);
+    cr_assert(strstr(errline, "pds.rate") != NULL);
+    cr_assert(strchr(errline, '\n') == NULL);
+}
+
+Test(config, out_of_range_values_rejected)
+{
+    setenv("PDS_TRACE_SERVER_MAX_BODY_BYTES", "12", 1);
+    cr_assert_eq(load(NULL), ERR_CONFIG);
+    cr_assert(strstr(errline, "PDS_TRACE_SERVER_MAX_BODY_BYTES") != NULL, "%s", errline);
+}
+
+Test(config, unknown_file_key_rejected)
+{
+    char *path = write_tmp("{\"pds\": {\"rat\": 2}}");
+    cr_assert_eq(load(path), ERR_CONFIG);
+    cr_assert(strstr(errline, "pds.rat") != NULL, "%s", errline);
+    unlink(path);
+}
+
+Test(config, malformed_file_rejected)
+{
+    char *path = write_tmp("{\"pds\": ");
+    cr_assert_eq(load(path), ERR_CONFIG);
+    cr_assert(strstr(errline, "--config") != NULL, "%s", errline);
+    unlink(path);
+}
+
+Test(config, missing_file_rejected)
+{
+    cr_assert_eq(load("/nonexistent/pds-trace.json"), ERR_CONFIG);
+}
+
+Test(config, signed_jwt_requires_its_settings)
+{
+    setenv("PDS_TRACE_PDS_AUTH", "signed-jwt", 1);
+    setenv("PDS_TRACE_PDS_TOKEN_URL", "http://127.0.0.1:1/oauth2/token", 1);
+    cr_assert_eq(load(NULL), ERR_CONFIG);
+    cr_assert(strstr(errline, "PDS_TRACE_PDS_CLIENT_ID") != NULL, "%s", errline);
+}
+
+Test(config, bad_enum_and_listen)
+{
+    setenv("PDS_TRACE_LOG_LEVEL", "loud", 1);
+    cr_assert_eq(load(NULL), ERR_CONFIG);
+    cr_assert(strstr(errline, "PDS_TRACE_LOG_LEVEL") != NULL);
+    unsetenv("PDS_TRACE_LOG_LEVEL");
+    setenv("PDS_TRACE_LISTEN", "localhost", 1);
+    cr_assert_eq(load(NULL), ERR_CONFIG);
+    cr_assert(strstr(errline, "PDS_TRACE_LISTEN") != NULL);
+}
+
+Test(config, review_above_accept_rejected)
+{
+    setenv("PDS_TRACE_MATCH_REVIEW_SCORE", "0.96", 1);
+    cr_assert_eq(load(NULL), ERR_CONFIG);
+    cr_assert(strstr(errline, "PDS_TRACE_MATCH_REVIEW_SCORE") != NULL);
+}
+
+Test(config, parses_listen_forms)
+{
+    char host[64];
+    int port;
+    cr_assert_eq(config_parse_listen("127.0.0.1:0", host, sizeof(host), &port), 0);
+    cr_assert_str_eq(host, "127.0.0.1");
+    cr_assert_eq(port, 0);
+    cr_assert_eq(config_parse_listen("[::1]:8080", host, sizeof(host), &port), 0);
+    cr_assert_str_eq(host, "::1");
+    cr_assert_eq(port, 8080);
+    cr_assert_neq(config_parse_listen(":80", host, sizeof(host), &port), 0);
+    cr_assert_neq(config_parse_listen("h:70000", host, sizeof(host), &port), 0);
+}
+
+Test(config, help_lists_every_env_name_of_design)
+{
+    static const char *const names[] = {
+        "PDS_TRACE_LISTEN",           "PDS_TRACE_REDIS_URL",       "PDS_TRACE_PDS_BASE_URL",
+        "PDS_TRACE_PDS_AUTH",         "PDS_TRACE_PDS_TOKEN_URL",   "PDS_TRACE_PDS_CLIENT_ID",
+        "PDS_TRACE_PDS_KEY_FILE",     "PDS_TRACE_PDS_KID",         "PDS_TRACE_PDS_ODS_CODE",
+        "PDS_TRACE_PDS_RATE",         "PDS_TRACE_PDS_CONCURRENCY", "PDS_TRACE_PDS_TIMEOUT_MS",
+        "PDS_TRACE_PDS_MAX_ATTEMPTS", "PDS_TRACE_CASE_BASE_URL",   "PDS_TRACE_CASE_TOKEN_FILE",
+        "PDS_TRACE_API_KEYS_FILE",    "PDS_TRACE_SECRET_FILE",     "PDS_TRACE_CACHE_TTL_S",
+        "PDS_TRACE_LOG_LEVEL"};
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    config_print_help(f);
+    fclose(f);
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        cr_assert(strstr(text, names[i]) != NULL, "%s missing from help", names[i]);
+    free(text);
+}
+
+Test(config, example_file_documents_every_setting_and_loads)
+{
+    struct config c;
+    cr_assert_eq(
+        config_load(&c, PDS_SOURCE_DIR "/config/pds-trace.example.json", errline, sizeof(errline)),
+        0, "%s", errline);
+}
