@@ -171,7 +171,7 @@ static int set_enum(struct config *c, const struct setting *s, const char *v)
 /* Sets one setting from its text form; the JSON file's values arrive as text too. */
 static int set_value(struct config *c, const struct setting *s, const char *v)
 {
-    double d;
+    double d = 0;
     switch (s->type) {
     case T_STR:
         return set_str(c, s, v);
