@@ -83,6 +83,12 @@ static int declare_metrics(struct app *app)
     err = err ? err
               : metrics_declare("pdstrace_cache_stores_total", METRICS_COUNTER,
                                 "cache stores by result: ok, error");
+    err = err ? err
+              : metrics_declare("pdstrace_pds_requests_total", METRICS_COUNTER,
+                                "PDS requests by operation and HTTP status (error: none)");
+    err = err ? err
+              : metrics_declare("pdstrace_pds_request_duration_seconds", METRICS_HISTOGRAM,
+                                "PDS request latency by operation");
     err = err ? err : metrics_add_collector(collect, app);
     http_server_set_observer(observe_request);
     return err;

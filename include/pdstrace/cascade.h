@@ -19,7 +19,7 @@
  *   FAMILY       family as its first 3 characters + '*', no postcode (family > 3 chars)
  *   FUZZY        _fuzzy-match=true                                  (pds.fuzzy only)
  *
- * A step that finds nobody moves on. One candidate at or above the accept score ends the
+ * A step that finds nobody moves on. One candidate at or above the review score ends the
  * cascade; one below it is kept while later steps look for a better or a conflicting
  * answer. Two steps naming different people end it with multiple_matches, and so does
  * TOO_MANY_MATCHES with no candidate: every later step casts a wider net. */

@@ -99,6 +99,11 @@ int http_exchange_add_header(struct http_exchange *x, const char *name, const ch
 void http_exchange_respond(struct http_exchange *x, int status, const char *content_type,
                            const char *body, size_t len);
 
+/* Drops the connection with a TCP reset (uv_tcp_close_reset) instead of answering; gives
+ * up the handler's reference like respond, so x must not be used again. A test tool's
+ * fault (the mock PDS), and a way to refuse a request without a word. */
+void http_exchange_abort(struct http_exchange *x);
+
 /* The error body of DESIGN.md §3: {"error":{"code","field","message"}}; field may be NULL. */
 void http_exchange_respond_error(struct http_exchange *x, int status, const char *code,
                                  const char *field, const char *message);

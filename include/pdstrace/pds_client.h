@@ -28,8 +28,8 @@ struct pds_client_config {
 };
 
 struct pds_response {
-    long http_status; /* of the last attempt; 0 when none got an answer */
-    unsigned attempts;
+    long http_status;          /* of the last attempt; 0 when none got an answer */
+    unsigned attempts;         /* attempts sent, the one repeated after a 401 included */
     struct fhir_result result; /* parsed body of the last attempt */
 };
 
@@ -42,25 +42,32 @@ struct pds_response {
 typedef void pds_cb(int status, const struct pds_response *res, void *arg);
 
 /* cfg is copied. http and tokens (NULL when auth is none) are borrowed and must outlive
- * the client. */
+ * the client. Returns 0, ERR_CONFIG (no base_url, rate <= 0, concurrency or max_attempts
+ * 0, an ods_code that is not printable ASCII), ERR_INVALID_INPUT or UV_ENOMEM. */
 int pds_client_new(struct pds_client **out, uv_loop_t *loop, struct http_client *http,
                    struct token_source *tokens, const struct pds_client_config *cfg);
 
-/* Waiting and in-flight requests complete with UV_ECANCELED. NULL is fine. */
+/* Waiting and in-flight requests complete with UV_ECANCELED, inside this call. NULL is
+ * fine, and so is calling it from a cb. Free the http client only after this. */
 void pds_client_free(struct pds_client *pc);
 
 /* GET {base}/Patient?{query}&_max-results=1. query is an already percent-encoded
  * parameter string without _max-results ("family=Smith&birthdate=eq2010-10-22").
- * correlation_id (the trace id) is sent as X-Correlation-ID. Both are copied. Returns 0
- * and calls cb exactly once later, or returns <0 and never calls cb. */
+ * correlation_id (the trace id, or NULL) is sent as X-Correlation-ID. Both are copied.
+ * Returns 0 and calls cb exactly once later, or returns <0 and never calls cb:
+ * ERR_INVALID_INPUT (query with spaces, controls or '#'; correlation_id over 128
+ * printable characters), ERR_RATE_LIMITED (max_queue reached), UV_ECANCELED (freeing). */
 int pds_client_search(struct pds_client *pc, const char *query, const char *correlation_id,
                       pds_cb *cb, void *arg);
 
-/* GET {base}/Patient/{nhs_number}; as pds_client_search. */
+/* GET {base}/Patient/{nhs_number} (exactly 10 digits, else ERR_INVALID_INPUT); as
+ * pds_client_search. */
 int pds_client_retrieve(struct pds_client *pc, const char *nhs_number, const char *correlation_id,
                         pds_cb *cb, void *arg);
 
-/* Appends s percent-encoded for a query value (UTF-8 bytes kept as %XX, '*' as %2A). */
+/* Appends "name=value" to q, after a '&' when q is not empty, percent-encoding every byte
+ * but A-Z a-z 0-9 - . _ ~ (so UTF-8 bytes become %XX, '*' %2A, space %20). Returns 0,
+ * ERR_INVALID_INPUT, ERR_TOO_LARGE or UV_ENOMEM; on failure q is left as it was. */
 struct buf;
 int pds_query_append(struct buf *q, const char *name, const char *value);
 

@@ -136,11 +136,12 @@ static int parse_token(const struct http_client_response *res, char **token, lon
     return err;
 }
 
-/* Tokens that live no longer than refresh_early_s are used for half their life instead. */
+/* Tokens that live no longer than refresh_early_s are used for half their life instead,
+ * rounded up: a token stale on arrival would send every user straight back for another. */
 static void store_token(struct token_source *ts, char *token, long expires_in)
 {
     long life = expires_in > (long)ts->refresh_early_s ? expires_in - (long)ts->refresh_early_s
-                                                       : expires_in / 2;
+                                                       : (expires_in + 1) / 2;
     free(ts->token);
     ts->token = token;
     ts->fresh_until_ns = uv_hrtime() + (uint64_t)life * NS_PER_S;

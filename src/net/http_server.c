@@ -489,9 +489,19 @@ static void unlink_conn(struct conn *c)
     srv->nconns--;
 }
 
+/* With reset, SO_LINGER 0 makes close() send RST (http_exchange_abort). The socket is only
+ * shut down after a final response, so uv_tcp_close_reset cannot meet a pending shutdown
+ * while a request is handled; should it fail anyway, the handle is still open and a plain
+ * close follows. */
+static void close_tcp(struct conn *c, bool reset)
+{
+    if (!reset || uv_tcp_close_reset(&c->tcp, on_conn_handle_close) != 0)
+        uv_close((uv_handle_t *)&c->tcp, on_conn_handle_close);
+}
+
 /* Closes at once. The exchange being handled is detached, not freed: the handler still
  * holds its reference, and the struct lives until both handles and all exchanges are gone. */
-static void conn_close(struct conn *c)
+static void conn_teardown(struct conn *c, bool reset)
 {
     if (c->closing)
         return;
@@ -503,11 +513,16 @@ static void conn_close(struct conn *c)
         x->detached = true;
         exchange_unref(x);
     }
-    uv_close((uv_handle_t *)&c->tcp, on_conn_handle_close);
+    close_tcp(c, reset);
     uv_close((uv_handle_t *)&c->timer, on_conn_handle_close);
     struct http_server *srv = c->srv;
     if (srv->draining && srv->drain_cb != NULL && srv->nconns == 0)
         drain_finish(srv, 0);
+}
+
+static void conn_close(struct conn *c)
+{
+    conn_teardown(c, false);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -1221,6 +1236,19 @@ void http_exchange_respond(struct http_exchange *x, int status, const char *cont
     srv->in_flight--;
     if (!x->detached)
         send_response(x, status, content_type, body, len);
+    exchange_unref(x);
+}
+
+void http_exchange_abort(struct http_exchange *x)
+{
+    if (x->responded)
+        return;
+    x->responded = true;
+    struct conn *c = x->conn;
+    c->srv->in_flight--;
+    /* The handler's reference keeps x (and so c) alive through the close below. */
+    if (!x->detached)
+        conn_teardown(c, true);
     exchange_unref(x);
 }
 

@@ -11,6 +11,7 @@
 #include "pdstrace/err.h"
 #include "pdstrace/http_client.h"
 #include "pdstrace/log.h"
+#include "pdstrace/metrics.h"
 #include "pdstrace/macros.h"
 #include "pdstrace/ratelimit.h"
 #include "pdstrace/token.h"
@@ -281,9 +282,26 @@ static enum verdict judge(struct pds_request *r, int status, const struct http_c
     return VERDICT_DONE;
 }
 
+/* Every attempt is counted by HTTP status ("error" when none came) and timed, for
+ * /metrics (DESIGN.md §3). */
+static void observe_attempt(const struct pds_request *r, const struct http_client_response *res)
+{
+    char labels[64];
+    if (res != NULL)
+        snprintf(labels, sizeof(labels), "op=\"%s\",status=\"%ld\"", op_name(r), res->status);
+    else
+        snprintf(labels, sizeof(labels), "op=\"%s\",status=\"error\"", op_name(r));
+    metrics_inc("pdstrace_pds_requests_total", labels, 1);
+    if (res != NULL) {
+        snprintf(labels, sizeof(labels), "op=\"%s\"", op_name(r));
+        metrics_observe("pdstrace_pds_request_duration_seconds", labels, res->seconds);
+    }
+}
+
 static void log_attempt(const struct pds_request *r, int status,
                         const struct http_client_response *res)
 {
+    observe_attempt(r, res);
     if (!log_enabled(LOG_LEVEL_DEBUG))
         return;
     log_event(LOG_LEVEL_DEBUG, r->request_id, "pds attempt",

@@ -131,7 +131,9 @@ static void take_candidate(struct cascade *c, const struct fhir_patient *p)
     if (!c->have || p->score > c->best.score)
         c->best = *p;
     c->have = true;
-    c->step = c->best.score >= c->bands.accept ? CASCADE_DONE : next_step(c->step);
+    /* A candidate a person could accept or review ends the search; one too weak for that
+     * (fuzzy scores) lets later steps look for someone better, or for a conflict. */
+    c->step = c->best.score >= c->bands.review ? CASCADE_DONE : next_step(c->step);
 }
 
 void cascade_feed(struct cascade *c, const struct fhir_result *r)

@@ -6,7 +6,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "http_util.h"
 #include "pdstrace/crypto.h"
+
+#include <jansson.h>
 
 static void digest(const char *key, char hex[65])
 {
@@ -46,6 +49,12 @@ static int write_secret(struct stack *s)
 
 int stack_start_service(struct stack *s, const char *const extra_env[])
 {
+    /* A restart without settings reuses the last ones (tests restart the same service). */
+    static const char *const *last_env;
+    if (extra_env != NULL)
+        last_env = extra_env;
+    else
+        extra_env = last_env;
     static char redis_env[160], keys_env[200], secret_env[200];
     char url[128];
     snprintf(redis_env, sizeof(redis_env), "PDS_TRACE_REDIS_URL=%s",
@@ -60,6 +69,91 @@ int stack_start_service(struct stack *s, const char *const extra_env[])
     env[n] = NULL;
     const char *argv[] = {PDS_BINARY_DIR "/pds-trace", "serve", NULL};
     return proc_start(&s->svc, argv, env);
+}
+
+static int gen_keys(const struct stack *s)
+{
+    struct proc p;
+    const char *argv[] = {PDS_SOURCE_DIR "/scripts/gen-jwt-key", s->dir, "2048", NULL};
+    if (proc_spawn(&p, argv, NULL) != 0)
+        return -1;
+    int rc = proc_wait(&p, 30000);
+    unlink(p.log_path);
+    return rc;
+}
+
+static int start_pds(struct stack *s, const char *const pds_args[], int port)
+{
+    static char pub[160], port_arg[16];
+    snprintf(pub, sizeof(pub), "%s/jwt-public.pem", s->dir);
+    snprintf(port_arg, sizeof(port_arg), "%d", port);
+    const char *argv[40] = {PDS_BINARY_DIR "/mock-pds",
+                            "--port",
+                            port_arg,
+                            "--generate",
+                            "2000",
+                            "--seed",
+                            "7",
+                            "--jwt-public-key",
+                            pub,
+                            "--client-id",
+                            STACK_PDS_CLIENT_ID};
+    size_t n = 11;
+    for (size_t i = 0; pds_args != NULL && pds_args[i] != NULL && n < 39; i++)
+        argv[n++] = pds_args[i];
+    argv[n] = NULL;
+    return proc_start(&s->pds, argv, NULL);
+}
+
+static const char *const *saved_pds_args;
+
+int stack_restart_pds(struct stack *s)
+{
+    return start_pds(s, saved_pds_args, s->pds.port);
+}
+
+int stack_start_pds(struct stack *s, const char *const pds_args[], const char *const env[])
+{
+    static char base[160], token[160], key[160];
+    memset(s, 0, sizeof(*s));
+    snprintf(s->dir, sizeof(s->dir), "/tmp/pdsstackXXXXXX");
+    if (mkdtemp(s->dir) == NULL || write_keys(s) != 0 || write_secret(s) != 0 || gen_keys(s) != 0)
+        return -1;
+    saved_pds_args = pds_args;
+    if (start_pds(s, pds_args, 0) != 0 || redis_server_start(&s->redis) != 0)
+        return -1;
+    snprintf(base, sizeof(base), "PDS_TRACE_PDS_BASE_URL=http://127.0.0.1:%d" STACK_PDS_BASE,
+             s->pds.port);
+    snprintf(token, sizeof(token), "PDS_TRACE_PDS_TOKEN_URL=http://127.0.0.1:%d/oauth2/token",
+             s->pds.port);
+    snprintf(key, sizeof(key), "PDS_TRACE_PDS_KEY_FILE=%s/jwt-private.pem", s->dir);
+    static const char *all[32];
+    const char *fixed[] = {base,
+                           token,
+                           key,
+                           "PDS_TRACE_PDS_AUTH=signed-jwt",
+                           "PDS_TRACE_PDS_CLIENT_ID=" STACK_PDS_CLIENT_ID,
+                           "PDS_TRACE_PDS_KID=test-1",
+                           "PDS_TRACE_PDS_RATE=200"};
+    size_t n = sizeof(fixed) / sizeof(fixed[0]);
+    memcpy(all, fixed, sizeof(fixed));
+    for (size_t i = 0; env != NULL && env[i] != NULL && n < 31; i++)
+        all[n++] = env[i];
+    all[n] = NULL;
+    return stack_start_service(s, all);
+}
+
+json_t *stack_pds_admin(struct stack *s, const char *method, const char *path, const char *body)
+{
+    struct http_reply r;
+    const char *h[] = {"Content-Type: application/json", NULL};
+    if (http_do(s->pds.port, method, path, h, body, &r) != 0) {
+        http_reply_free(&r);
+        return NULL;
+    }
+    json_t *j = json_loads(r.body, 0, NULL);
+    http_reply_free(&r);
+    return j;
 }
 
 int stack_stop_service(struct stack *s)
@@ -82,9 +176,16 @@ void stack_stop(struct stack *s)
 {
     if (s->svc.pid > 0)
         stack_stop_service(s);
+    if (s->pds.pid > 0)
+        proc_stop(&s->pds, SIGTERM, 5000);
     redis_server_destroy(&s->redis);
     unlink(s->keys_path);
     unlink(s->secret_path);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/jwt-private.pem", s->dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/jwt-public.pem", s->dir);
+    unlink(path);
     rmdir(s->dir);
 }
 

@@ -9,16 +9,26 @@ static void on_deadline(uv_timer_t *t)
     *(bool *)t->data = true;
 }
 
+static void on_tick(uv_timer_t *t)
+{
+    (void)t;
+}
+
 bool run_until(uv_loop_t *loop, const bool *done, unsigned deadline_ms)
 {
     bool expired = false;
-    uv_timer_t timer;
+    uv_timer_t timer, tick;
     uv_timer_init(loop, &timer);
     timer.data = &expired;
     uv_timer_start(&timer, on_deadline, deadline_ms, 0);
+    /* A flag set from a callback with nothing else due would leave UV_RUN_ONCE waiting
+     * until the deadline: the tick bounds each wait to 10 ms. */
+    uv_timer_init(loop, &tick);
+    uv_timer_start(&tick, on_tick, 10, 10);
     while (!*done && !expired)
         uv_run(loop, UV_RUN_ONCE);
     uv_close((uv_handle_t *)&timer, NULL);
+    uv_close((uv_handle_t *)&tick, NULL);
     uv_run(loop, UV_RUN_NOWAIT);
     return *done;
 }

@@ -55,6 +55,7 @@ struct ctx {
     bool detached_seen;
     struct http_exchange *never[MAX_NEVER];
     unsigned nnever;
+    bool abort_delayed; /* delayed handlers abort instead of answering */
     bool drain_on_request;
     unsigned drain_deadline;
     bool drained;
@@ -101,7 +102,10 @@ static void on_delay(uv_timer_t *timer)
 {
     struct delayed *d = timer->data;
     d->t->detached_seen = http_exchange_is_detached(d->x);
-    echo(d->x);
+    if (d->t->abort_delayed)
+        http_exchange_abort(d->x);
+    else
+        echo(d->x);
     if (--d->t->delayed_pending == 0)
         d->t->delayed_done = true;
     uv_close((uv_handle_t *)timer, on_delayed_close);
@@ -147,6 +151,8 @@ static void handler(struct http_exchange *x, void *arg)
         uv_update_time(&t->loop);
         uv_timer_init(&t->loop, &d->timer);
         uv_timer_start(&d->timer, on_delay, strtoul(path + 7, NULL, 10), 0);
+    } else if (strcmp(path, "/abort") == 0) {
+        http_exchange_abort(x);
     } else if (strcmp(path, "/never") == 0 && t->nnever < MAX_NEVER) {
         t->never[t->nnever++] = x;
     } else {
@@ -988,6 +994,72 @@ Test(http_server, rejects_bad_config_and_bad_headers)
     cr_assert_neq(http_server_new(&srv, &loop, &cfg), 0);
     cr_assert_null(srv);
     cr_assert_eq(close_loop(&loop), 0);
+}
+
+/* ---- abort: the client sees a reset, not an answer or a plain close -------------- */
+
+/* 1 for a reset, 0 for an orderly close (FIN), -1 for data or a timeout. */
+static int recv_reset(int fd)
+{
+    char b[256];
+    errno = 0;
+    ssize_t n = recv(fd, b, sizeof(b), 0);
+    if (n < 0 && errno == ECONNRESET)
+        return 1;
+    return n == 0 ? 0 : -1;
+}
+
+static void client_abort(struct ctx *t)
+{
+    struct cli c;
+    const char *reqs[] = {"GET /abort HTTP/1.1\r\n\r\n", "GET /delay/100 HTTP/1.1\r\n\r\n"};
+    for (int i = 0; i < 2; i++) {
+        if (cli_connect(&c, t->port) != 0)
+            return;
+        cli_sends(&c, reqs[i]);
+        t->flags[i] = recv_reset(c.fd);
+        cli_close(&c);
+    }
+    /* A connection that answered once and then aborts: still a reset. */
+    if (cli_connect(&c, t->port) != 0)
+        return;
+    t->flags[2] = exchange_once(&c, "GET /ok HTTP/1.1\r\n\r\n", &t->r[0]);
+    cli_sends(&c, "GET /abort HTTP/1.1\r\n\r\n");
+    t->flags[3] = recv_reset(c.fd);
+    cli_close(&c);
+    if (cli_connect(&c, t->port) == 0)
+        exchange_once(&c, "GET /after HTTP/1.1\r\n\r\n", &t->r[1]);
+    cli_close(&c);
+}
+
+Test(http_server, abort_resets_the_connection)
+{
+    struct http_server_config cfg = default_cfg();
+    start(&cfg);
+    T.abort_delayed = true;
+    run_client(client_abort, 10000);
+    cr_assert_eq(T.flags[0], 1, "immediate abort: %d, expected a reset", T.flags[0]);
+    cr_assert_eq(T.flags[1], 1, "delayed abort: %d, expected a reset", T.flags[1]);
+    cr_assert(T.flags[2] && T.r[0].status == 200);
+    cr_assert_eq(T.flags[3], 1, "abort after a keep-alive answer: %d", T.flags[3]);
+    cr_assert_eq(T.r[1].status, 200, "server stopped answering after aborts");
+    cr_assert(T.delayed_done);
+    cr_assert_eq(http_server_in_flight(T.srv), 0);
+    cr_assert_eq(http_server_connections(T.srv), 0);
+    finish();
+}
+
+Test(http_server, abort_of_a_detached_exchange_only_lets_go)
+{
+    struct http_server_config cfg = default_cfg();
+    start(&cfg);
+    T.abort_delayed = true;
+    run_client(client_disconnect, 5000);
+    cr_assert(run_until(&T.loop, &T.delayed_done, 3000), "delayed handler never ran");
+    cr_assert(T.detached_seen, "exchange not detached after the client left");
+    cr_assert_eq(http_server_in_flight(T.srv), 0);
+    cr_assert_eq(http_server_connections(T.srv), 0);
+    finish();
 }
 
 /* ---- fuzz-ish --------------------------------------------------------------------- */
