@@ -1,6 +1,7 @@
 #include "pdstrace/app.h"
 
 #include <openssl/crypto.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,8 @@ struct app {
     struct api_context api;
     uv_signal_t sigterm;
     uv_signal_t sigint;
+    uv_timer_t token_timer; /* re-fetches a PDS token while readiness lacks one */
+    bool token_fetching;
     int stopping;
 };
 
@@ -104,12 +107,23 @@ static int start_redis(struct app *app)
     return redis_conn_new(&app->redis, app->loop, &rc);
 }
 
-static void on_first_token(int status, const char *token, void *arg)
+static void on_token(int status, const char *token, void *arg)
 {
+    struct app *app = arg;
     (void)token;
-    (void)arg;
+    app->token_fetching = false;
     if (status)
         log_msgf(LOG_LEVEL_WARN, NULL, "PDS token endpoint: %s", err_str(status));
+}
+
+/* Readiness needs a PDS token, and an unready instance gets no traffic that would fetch
+ * one: so while there is none, fetch it here, every few seconds. */
+static void on_token_timer(uv_timer_t *t)
+{
+    struct app *app = container_of(t, struct app, token_timer);
+    if (app->tokens == NULL || app->token_fetching || token_source_healthy(app->tokens))
+        return;
+    app->token_fetching = token_get(app->tokens, on_token, app) == 0;
 }
 
 static int start_pds(struct app *app, char *err, size_t n)
@@ -136,9 +150,10 @@ static int start_pds(struct app *app, char *err, size_t n)
         .max_attempts = c->pds.max_attempts,
     };
     int e = pds_client_new(&app->pds, app->loop, app->http, app->tokens, &pc);
-    /* Fetch a token now, so that readiness reflects PDS auth before the first trace. */
-    if (!e && app->tokens != NULL)
-        token_get(app->tokens, on_first_token, app);
+    if (!e && app->tokens != NULL) {
+        on_token_timer(&app->token_timer);
+        e = uv_timer_start(&app->token_timer, on_token_timer, 2000, 2000);
+    }
     return e;
 }
 
@@ -211,6 +226,7 @@ static int start_signals(struct app *app)
 {
     uv_signal_init(app->loop, &app->sigterm);
     uv_signal_init(app->loop, &app->sigint);
+    uv_timer_init(app->loop, &app->token_timer);
     app->sigterm.data = app;
     app->sigint.data = app;
     int err = uv_signal_start(&app->sigterm, on_signal, SIGTERM);
@@ -268,6 +284,8 @@ static void close_all(struct app *app)
         uv_close((uv_handle_t *)&app->sigterm, NULL);
     if (!uv_is_closing((uv_handle_t *)&app->sigint))
         uv_close((uv_handle_t *)&app->sigint, NULL);
+    if (!uv_is_closing((uv_handle_t *)&app->token_timer))
+        uv_close((uv_handle_t *)&app->token_timer, NULL);
 }
 
 static void on_drained(int status, void *arg)

@@ -54,7 +54,7 @@ static const struct setting settings[] = {
     STR("api_keys_file", api_keys_file, "",
         "JSON file of API keys [{name, key_sha256, roles}]; empty: every protected route is 401"),
     STR("secret_file", secret_file, "",
-        "file of at least 32 bytes; the cache's HMAC and encryption keys are derived from it"),
+        "required: a file of at least 32 bytes; the cache's keys are derived from it"),
     NUM("server.max_header_bytes", T_SIZE, server.max_header_bytes, "16384", 1024, 1048576,
         "request line + headers limit; larger requests get 431"),
     NUM("server.max_body_bytes", T_SIZE, server.max_body_bytes, "1048576", 1024, 1073741824,

@@ -307,3 +307,13 @@ Test(service, minted_api_key_works)
     json_decref(get_json("/v1/config", stack_auth(key), 200));
     stack_stop(&st);
 }
+
+Test(service, missing_secret_file_exits_2_naming_it)
+{
+    struct proc p;
+    const char *argv[] = {PDS_BINARY_DIR "/pds-trace", "serve", NULL};
+    const char *env[] = {"PDS_TRACE_LISTEN=127.0.0.1:0", "PDS_TRACE_SECRET_FILE=", NULL};
+    cr_assert_eq(proc_spawn(&p, argv, env), 0);
+    cr_assert_eq(proc_wait(&p, 5000), 2);
+    cr_assert_gt(proc_log_count(&p, "PDS_TRACE_SECRET_FILE (secret_file)"), 0);
+}

@@ -433,3 +433,28 @@ Test(trace, sigterm_lets_an_in_flight_trace_finish)
     cr_assert_eq(proc_wait(&st.svc, 10000), 0);
     stack_stop(&st);
 }
+
+/* An instance that starts while the token endpoint is down must become ready by itself:
+ * an unready instance gets no traffic that would fetch a token for it. */
+Test(trace, readiness_recovers_when_the_token_endpoint_comes_back)
+{
+    start(NULL, NULL);
+    cr_assert_eq(stack_stop_service(&st), 0);
+    proc_stop(&st.pds, SIGKILL, 5000);
+    cr_assert_eq(stack_start_service(&st, NULL), 0);
+    struct http_reply r;
+    http_do(st.svc.port, "GET", "/readyz", NULL, NULL, &r);
+    cr_assert_eq(r.status, 503);
+    cr_assert(strstr(r.body, "\"pds_auth\":\"unavailable\"") != NULL, "%s", r.body);
+    http_reply_free(&r);
+    cr_assert_eq(stack_restart_pds(&st), 0);
+    long status = 0;
+    for (int i = 0; i < 100 && status != 200; i++) {
+        sleep_ms(100);
+        http_do(st.svc.port, "GET", "/readyz", NULL, NULL, &r);
+        status = r.status;
+        http_reply_free(&r);
+    }
+    cr_assert_eq(status, 200, "not ready 10 s after the token endpoint came back");
+    stack_stop(&st);
+}
