@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "http_util.h"
+#include "test_util.h"
 #include "pdstrace/crypto.h"
 
 #include <jansson.h>
@@ -69,6 +70,21 @@ int stack_start_service(struct stack *s, const char *const extra_env[])
     env[n] = NULL;
     const char *argv[] = {PDS_BINARY_DIR "/pds-trace", "serve", NULL};
     return proc_start(&s->svc, argv, env);
+}
+
+/* Waits, as an orchestrator would, until /readyz says 200 (Redis connected, PDS token
+ * held), so that no test races the service's own start-up. */
+static int wait_ready(const struct stack *s)
+{
+    for (int i = 0; i < 500; i++) {
+        struct http_reply r;
+        int ok = http_do(s->svc.port, "GET", "/readyz", NULL, NULL, &r) == 0 && r.status == 200;
+        http_reply_free(&r);
+        if (ok)
+            return 0;
+        sleep_ms(10);
+    }
+    return -1;
 }
 
 static int gen_keys(const struct stack *s)
@@ -140,7 +156,9 @@ int stack_start_pds(struct stack *s, const char *const pds_args[], const char *c
     for (size_t i = 0; env != NULL && env[i] != NULL && n < 31; i++)
         all[n++] = env[i];
     all[n] = NULL;
-    return stack_start_service(s, all);
+    if (stack_start_service(s, all) != 0)
+        return -1;
+    return wait_ready(s);
 }
 
 json_t *stack_pds_admin(struct stack *s, const char *method, const char *path, const char *body)
@@ -167,9 +185,9 @@ int stack_start(struct stack *s, const char *const extra_env[])
     snprintf(s->dir, sizeof(s->dir), "/tmp/pdsstackXXXXXX");
     if (mkdtemp(s->dir) == NULL || write_keys(s) != 0 || write_secret(s) != 0)
         return -1;
-    if (redis_server_start(&s->redis) != 0)
+    if (redis_server_start(&s->redis) != 0 || stack_start_service(s, extra_env) != 0)
         return -1;
-    return stack_start_service(s, extra_env);
+    return wait_ready(s);
 }
 
 void stack_stop(struct stack *s)
