@@ -56,6 +56,22 @@ static long num(const json_t *j, const char *key)
     return (long)json_integer_value(json_object_get(j, key));
 }
 
+/* The answer can leave before the cache store reaches Redis: waits for n keys. */
+static void wait_cache_entries(size_t n)
+{
+    redisContext *c = redisConnect("127.0.0.1", st.redis.port);
+    size_t have = 0;
+    for (int i = 0; i < 100 && have < n; i++) {
+        redisReply *r = redisCommand(c, "DBSIZE");
+        have = (size_t)r->integer;
+        freeReplyObject(r);
+        if (have < n)
+            sleep_ms(10);
+    }
+    redisFree(c);
+    cr_assert_geq(have, n, "the cache store never reached Redis");
+}
+
 static json_t *pds_requests(void)
 {
     json_t *j = stack_pds_admin(&st, "GET", "/_admin/requests", NULL);
@@ -116,6 +132,7 @@ Test(trace, plain_match_with_real_headers_then_cache_hit)
     cr_assert_str_eq(str(r, "client_id"), STACK_PDS_CLIENT_ID);
     json_decref(reqs);
 
+    wait_cache_entries(1);
     long before = pds_count();
     j = trace_ok(JANE);
     cr_assert_str_eq(str(j, "source"), "cache");
@@ -390,6 +407,7 @@ Test(trace, redis_and_logs_hold_no_demographics_in_clear)
                          "\"birth_date\":\"1979-09-03\",\"postcode\":\"BD7 1DP\"}"));
     json_decref(trace_ok("{\"family\":\"Nobodyson\",\"given\":\"Quentin\",\"birth_date\":"
                          "\"1970-01-01\"}"));
+    wait_cache_entries(3);
     redisContext *c = redisConnect("127.0.0.1", st.redis.port);
     redisReply *keys = redisCommand(c, "KEYS *");
     cr_assert_eq(keys->elements, 3, "one cache entry per trace");

@@ -17,15 +17,12 @@
 
 #include "test_util.h"
 
-static void child(const struct proc *p, const char *const argv[], const char *const env[])
+static void child(int fd, const char *const argv[], const char *const env[])
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int fd = open(p->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd >= 0) {
-        dup2(fd, STDERR_FILENO);
-        dup2(fd, STDOUT_FILENO);
-        close(fd);
-    }
+    dup2(fd, STDERR_FILENO);
+    dup2(fd, STDOUT_FILENO);
+    close(fd);
     for (size_t i = 0; env != NULL && env[i] != NULL; i++) {
         char name[128];
         size_t n = strcspn(env[i], "=");
@@ -42,15 +39,18 @@ static void child(const struct proc *p, const char *const argv[], const char *co
 
 int proc_spawn(struct proc *p, const char *const argv[], const char *const env[])
 {
-    static int seq;
     memset(p, 0, sizeof(*p));
-    snprintf(p->log_path, sizeof(p->log_path), "/tmp/pdstest-%d-%d.log", (int)getpid(), seq++);
-    p->pid = fork();
-    if (p->pid < 0)
+    /* A fresh, empty file made before the fork: a name that could repeat (a reused pid)
+     * would let proc_start read an old process's "listening" line. */
+    snprintf(p->log_path, sizeof(p->log_path), "/tmp/pdstest-XXXXXX");
+    int fd = mkstemp(p->log_path);
+    if (fd < 0)
         return -1;
+    p->pid = fork();
     if (p->pid == 0)
-        child(p, argv, env);
-    return 0;
+        child(fd, argv, env);
+    close(fd);
+    return p->pid < 0 ? -1 : 0;
 }
 
 static int read_port(const struct proc *p)
