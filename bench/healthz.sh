@@ -7,7 +7,8 @@ bench_build
 bench_redis
 bench_nginx '{"status":"ok"}'
 svc_port=$(free_port)
-PDS_TRACE_LISTEN=127.0.0.1:$svc_port PDS_TRACE_REDIS_URL=redis://127.0.0.1:$redis_port/0 \
+(umask 077 && openssl rand -hex 32 > "$work/secret")
+PDS_TRACE_SECRET_FILE=$work/secret PDS_TRACE_LISTEN=127.0.0.1:$svc_port PDS_TRACE_REDIS_URL=redis://127.0.0.1:$redis_port/0 \
   PDS_TRACE_LOG_LEVEL=warn "$root/build-bench/pds-trace" serve &
 pids+=($!)
 wait_port "$svc_port"

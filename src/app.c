@@ -40,6 +40,7 @@ struct app {
     uv_signal_t sigterm;
     uv_signal_t sigint;
     uv_timer_t token_timer; /* re-fetches a PDS token while readiness lacks one */
+    uv_check_t log_check;   /* flushes the log once per loop iteration */
     bool token_fetching;
     int stopping;
 };
@@ -222,11 +223,22 @@ static void on_signal(uv_signal_t *s, int signum)
     app_stop(app);
 }
 
+static void on_log_check(uv_check_t *c)
+{
+    (void)c;
+    log_flush();
+}
+
 static int start_signals(struct app *app)
 {
     uv_signal_init(app->loop, &app->sigterm);
     uv_signal_init(app->loop, &app->sigint);
     uv_timer_init(app->loop, &app->token_timer);
+    /* One write per loop iteration instead of one per line: audit lines are per request. */
+    uv_check_init(app->loop, &app->log_check);
+    uv_check_start(&app->log_check, on_log_check);
+    uv_unref((uv_handle_t *)&app->log_check);
+    log_set_buffered(1);
     app->sigterm.data = app;
     app->sigint.data = app;
     int err = uv_signal_start(&app->sigterm, on_signal, SIGTERM);
@@ -286,6 +298,8 @@ static void close_all(struct app *app)
         uv_close((uv_handle_t *)&app->sigint, NULL);
     if (!uv_is_closing((uv_handle_t *)&app->token_timer))
         uv_close((uv_handle_t *)&app->token_timer, NULL);
+    if (!uv_is_closing((uv_handle_t *)&app->log_check))
+        uv_close((uv_handle_t *)&app->log_check, NULL);
 }
 
 static void on_drained(int status, void *arg)
@@ -312,6 +326,7 @@ void app_stop(struct app *app)
 
 void app_free(struct app *app)
 {
+    log_set_buffered(0);
     if (app == NULL)
         return;
     trace_service_free(app->traces);

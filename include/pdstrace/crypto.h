@@ -40,6 +40,14 @@ int crypto_random(void *p, size_t n);
  * Aborts if the CSPRNG fails, because a predictable id must never be handed out. */
 void crypto_uuid4(char out[CRYPTO_UUID_SIZE]);
 
+/* A keyed HMAC-SHA256 for hot paths: the key is set up once, each run only hashes. Not
+ * for use from several threads at once. crypto_hmac_free(NULL) is a no-op. */
+struct crypto_hmac;
+int crypto_hmac_new(struct crypto_hmac **out, const void *key, size_t klen);
+void crypto_hmac_free(struct crypto_hmac *h);
+int crypto_hmac_run(struct crypto_hmac *h, const void *msg, size_t mlen,
+                    unsigned char out[CRYPTO_SHA256_LEN]);
+
 /* HMAC-SHA256 of msg under key. Returns 0 or ERR_INTERNAL. */
 int crypto_hmac_sha256(const void *key, size_t klen, const void *msg, size_t mlen,
                        unsigned char out[CRYPTO_SHA256_LEN]);

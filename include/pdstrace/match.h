@@ -2,7 +2,7 @@
 #define PDS_TRACE_MATCH_H
 
 #include <stdbool.h>
-#include <jansson.h>
+#include <stddef.h>
 
 /* The outcome of a trace and the decision bands of DESIGN.md §3. Pure. */
 enum trace_outcome {
@@ -42,11 +42,20 @@ const char *trace_outcome_name(enum trace_outcome o);
 /* Returns 0 or ERR_INVALID_INPUT. */
 int trace_outcome_parse(const char *name, enum trace_outcome *out);
 
-/* {"outcome","nhs_number","score","restricted","superseded_from","source","steps"}, with
- * null for absent values. Returns a new reference or NULL. */
-json_t *trace_result_to_json(const struct trace_result *r);
+struct buf;
 
-/* The reverse, for cached values; checks every field. Returns 0 or ERR_PARSE. */
-int trace_result_from_json(const json_t *j, struct trace_result *out);
+/* Appends the members "outcome","nhs_number","score","restricted","superseded_from","source",
+ * "steps" of the answer of DESIGN.md §3 (JSON, without the braces, null for absent values).
+ * Every value comes from a fixed vocabulary or is a number, so no escaping is needed.
+ * Returns 0 or a buf error. */
+int trace_result_format(const struct trace_result *r, struct buf *out);
+
+/* The cached form: a short versioned line ("1|matched|9000000009|1|0||2"). Returns 0 or a
+ * buf error. */
+int trace_result_encode(const struct trace_result *r, struct buf *out);
+
+/* The reverse; checks every field (a valid NHS number, a score in 0..1...). Returns 0 or
+ * ERR_PARSE. s need not be NUL-terminated. */
+int trace_result_decode(const char *s, size_t len, struct trace_result *out);
 
 #endif

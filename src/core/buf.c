@@ -70,12 +70,21 @@ int buf_append_str(struct buf *b, const char *s)
 
 int buf_vappendf(struct buf *b, const char *fmt, va_list ap)
 {
+    /* Format straight into the spare room first: most appends fit, and the second pass
+     * (size, grow, format again) is then never paid. */
     va_list copy;
     va_copy(copy, ap);
-    int n = vsnprintf(NULL, 0, fmt, copy);
+    size_t room = b->cap > b->len ? b->cap - b->len : 0;
+    int n = vsnprintf(room ? b->data + b->len : NULL, room, fmt, copy);
     va_end(copy);
     if (n < 0)
         return ERR_INTERNAL;
+    if ((size_t)n < room && (size_t)n <= b->max - b->len) {
+        b->len += (size_t)n;
+        return 0;
+    }
+    if (b->data != NULL)
+        b->data[b->len] = '\0';
     int err = reserve(b, (size_t)n);
     if (err)
         return err;

@@ -24,11 +24,30 @@
 /* The EVP cipher interface counts bytes in int; stay well below it. */
 #define MAX_CIPHER_INPUT ((size_t)INT_MAX - 64)
 
+/* OpenSSL 3 looks algorithms up, under a lock, each time EVP_sha256() and friends are
+ * used; on the per-request paths that lookup costs more than the hash itself. Fetch once
+ * and keep them for the life of the process. */
+static const EVP_MD *sha256(void)
+{
+    static EVP_MD *md;
+    if (md == NULL)
+        md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    return md;
+}
+
+static const EVP_CIPHER *aes_256_gcm(void)
+{
+    static EVP_CIPHER *cipher;
+    if (cipher == NULL)
+        cipher = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+    return cipher;
+}
+
 void crypto_sha256(const void *p, size_t n, unsigned char out[CRYPTO_SHA256_LEN])
 {
     /* EVP_Digest fails only when it cannot allocate a context. A wrong hash would be
      * silently dangerous (cache keys, API keys), so there is no sensible fallback. */
-    if (EVP_Digest(p, n, out, NULL, EVP_sha256(), NULL) != 1)
+    if (EVP_Digest(p, n, out, NULL, sha256(), NULL) != 1)
         abort();
 }
 
@@ -86,12 +105,30 @@ int crypto_random(void *p, size_t n)
     return 0;
 }
 
+/* Ids are wanted per request and trace, and RAND_bytes costs far more per call than per
+ * byte: draw them from a pool of CSPRNG output, refilled in bulk. One loop thread uses it;
+ * a forked child refills rather than repeat its parent's ids. */
+static void pool_take(unsigned char *b, size_t n)
+{
+    static unsigned char pool[4096];
+    static size_t left;
+    static pid_t owner;
+    if (left < n || owner != getpid()) {
+        if (crypto_random(pool, sizeof(pool)) != 0)
+            abort();
+        left = sizeof(pool);
+        owner = getpid();
+    }
+    memcpy(b, pool + sizeof(pool) - left, n);
+    OPENSSL_cleanse(pool + sizeof(pool) - left, n);
+    left -= n;
+}
+
 void crypto_uuid4(char out[CRYPTO_UUID_SIZE])
 {
     unsigned char b[16];
     char hex[33];
-    if (crypto_random(b, sizeof(b)) != 0)
-        abort();
+    pool_take(b, sizeof(b));
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
     crypto_hex(b, sizeof(b), hex);
@@ -117,6 +154,49 @@ int crypto_hmac_sha256(const void *key, size_t klen, const void *msg, size_t mle
     unsigned char *res = EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, k, klen, msg, mlen, out,
                                    CRYPTO_SHA256_LEN, &outlen);
     if (res == NULL || outlen != CRYPTO_SHA256_LEN)
+        return ERR_INTERNAL;
+    return 0;
+}
+
+struct crypto_hmac {
+    EVP_MAC_CTX *ctx;
+};
+
+int crypto_hmac_new(struct crypto_hmac **out, const void *key, size_t klen)
+{
+    static const unsigned char empty[1];
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest, 0),
+                           OSSL_PARAM_construct_end()};
+    struct crypto_hmac *h = calloc(1, sizeof(*h));
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    if (h != NULL && mac != NULL)
+        h->ctx = EVP_MAC_CTX_new(mac);
+    EVP_MAC_free(mac);
+    if (h == NULL || h->ctx == NULL ||
+        EVP_MAC_init(h->ctx, klen ? key : empty, klen, params) != 1) {
+        crypto_hmac_free(h);
+        return ERR_INTERNAL;
+    }
+    *out = h;
+    return 0;
+}
+
+void crypto_hmac_free(struct crypto_hmac *h)
+{
+    if (h == NULL)
+        return;
+    EVP_MAC_CTX_free(h->ctx);
+    free(h);
+}
+
+int crypto_hmac_run(struct crypto_hmac *h, const void *msg, size_t mlen,
+                    unsigned char out[CRYPTO_SHA256_LEN])
+{
+    size_t outlen = 0;
+    /* Initialising without a key starts a new MAC under the key already set. */
+    if (EVP_MAC_init(h->ctx, NULL, 0, NULL) != 1 || EVP_MAC_update(h->ctx, msg, mlen) != 1 ||
+        EVP_MAC_final(h->ctx, out, &outlen, CRYPTO_SHA256_LEN) != 1 || outlen != CRYPTO_SHA256_LEN)
         return ERR_INTERNAL;
     return 0;
 }
@@ -234,7 +314,7 @@ static int gcm_run(int enc, const unsigned char *key, const unsigned char *nonce
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     int len = 0;
     int ok = ctx != NULL;
-    ok = ok && EVP_CipherInit_ex2(ctx, EVP_aes_256_gcm(), key, nonce, enc, NULL) == 1;
+    ok = ok && EVP_CipherInit_ex2(ctx, aes_256_gcm(), key, nonce, enc, NULL) == 1;
     if (ok && aad_len > 0)
         ok = EVP_CipherUpdate(ctx, NULL, &len, aad, (int)aad_len) == 1;
     if (ok && n > 0)

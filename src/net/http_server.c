@@ -3,7 +3,6 @@
 #include <http_parser.h>
 #include <jansson.h>
 #include <limits.h>
-#include <openssl/rand.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,6 +12,7 @@
 #include <time.h>
 
 #include "pdstrace/buf.h"
+#include "pdstrace/crypto.h"
 #include "pdstrace/err.h"
 #include "pdstrace/log.h"
 #include "pdstrace/macros.h"
@@ -263,34 +263,13 @@ static bool request_id_ok(const char *s)
     return true;
 }
 
-static void uuid4(char out[37])
-{
-    unsigned char b[16];
-    if (RAND_bytes(b, sizeof(b)) != 1 && uv_random(NULL, NULL, b, sizeof(b), 0, NULL) != 0) {
-        /* Both sources failed; an id only needs to be unique enough for log lookups. */
-        unsigned long long t = uv_hrtime();
-        for (size_t i = 0; i < sizeof(b); i++)
-            b[i] = (unsigned char)(t >> (8 * (i % 8))) ^ (unsigned char)(i * 37);
-    }
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    size_t o = 0;
-    for (size_t i = 0; i < sizeof(b); i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            out[o++] = '-';
-        snprintf(out + o, 3, "%02x", b[i]);
-        o += 2;
-    }
-    out[o] = '\0';
-}
-
 static void choose_request_id(struct http_exchange *x)
 {
     const char *v = http_exchange_header(x, "X-Request-ID");
     if (v != NULL && request_id_ok(v))
         memcpy(x->request_id, v, strlen(v) + 1);
     else
-        uuid4(x->request_id);
+        crypto_uuid4(x->request_id);
 }
 
 /* Formatted by hand: strftime's %a and %b follow the locale. */
@@ -613,7 +592,7 @@ static void conn_fail(struct conn *c, int status, const char *code, const char *
     }
     struct http_exchange *x = c->cur;
     if (x->request_id[0] == '\0')
-        uuid4(x->request_id);
+        crypto_uuid4(x->request_id);
     x->keep_alive = false;
     c->close_after = true;
     send_error(x, status, code, NULL, msg);

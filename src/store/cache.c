@@ -18,7 +18,7 @@ struct cache {
     struct redis_conn *redis;
     struct cache_config cfg;
     char prefix[64];
-    unsigned char mac_key[CRYPTO_KEY_LEN];
+    struct crypto_hmac *mac;
     unsigned char enc_key[CRYPTO_KEY_LEN];
 };
 
@@ -41,8 +41,12 @@ int cache_new(struct cache **out, struct redis_conn *redis, const void *secret, 
     c->cfg = *cfg;
     snprintf(c->prefix, sizeof(c->prefix), "%s", cfg->prefix != NULL ? cfg->prefix : "");
     c->cfg.prefix = c->prefix;
-    int err = crypto_hkdf_sha256(NULL, 0, secret, secret_len, "pds-trace cache key v1", c->mac_key,
-                                 sizeof(c->mac_key));
+    unsigned char mac_key[CRYPTO_KEY_LEN];
+    int err = crypto_hkdf_sha256(NULL, 0, secret, secret_len, "pds-trace cache key v1", mac_key,
+                                 sizeof(mac_key));
+    if (!err)
+        err = crypto_hmac_new(&c->mac, mac_key, sizeof(mac_key));
+    OPENSSL_cleanse(mac_key, sizeof(mac_key));
     if (!err)
         err = crypto_hkdf_sha256(NULL, 0, secret, secret_len, "pds-trace cache value v1",
                                  c->enc_key, sizeof(c->enc_key));
@@ -58,11 +62,12 @@ void cache_free(struct cache *c)
 {
     if (c == NULL)
         return;
+    crypto_hmac_free(c->mac);
     OPENSSL_cleanse(c, sizeof(*c));
     free(c);
 }
 
-static int make_key(const struct cache *c, const struct demographics *d, char out[KEY_SIZE])
+static int make_key(struct cache *c, const struct demographics *d, char out[KEY_SIZE])
 {
     struct buf canon;
     unsigned char mac[CRYPTO_SHA256_LEN];
@@ -70,7 +75,7 @@ static int make_key(const struct cache *c, const struct demographics *d, char ou
     buf_init(&canon, 4096);
     int err = demographics_canonical(d, &canon);
     if (!err)
-        err = crypto_hmac_sha256(c->mac_key, sizeof(c->mac_key), canon.data, canon.len, mac);
+        err = crypto_hmac_run(c->mac, canon.data, canon.len, mac);
     OPENSSL_cleanse(canon.data, canon.len);
     buf_free(&canon);
     if (err)
@@ -84,12 +89,11 @@ static int unseal(const struct cache_lookup *l, const struct redisReply *reply,
                   struct trace_result *r)
 {
     struct buf plain;
-    buf_init(&plain, 4096);
+    buf_init(&plain, 512);
     int err = crypto_open(l->enc_key, l->key, strlen(l->key), reply->str, reply->len, &plain);
-    json_t *j = err ? NULL : json_loadb(plain.data, plain.len, 0, NULL);
+    err = err ? err : trace_result_decode(plain.data, plain.len, r);
+    OPENSSL_cleanse(plain.data, plain.len);
     buf_free(&plain);
-    err = err ? err : trace_result_from_json(j, r);
-    json_decref(j);
     return err ? ERR_PARSE : 0;
 }
 
@@ -166,15 +170,12 @@ void cache_put(struct cache *c, const struct demographics *d, const struct trace
     unsigned ttl = ttl_for(c, r->outcome);
     if (ttl == 0 || make_key(c, d, key) != 0)
         return;
-    json_t *j = trace_result_to_json(r);
-    char *plain = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    struct buf sealed;
-    buf_init(&sealed, 8192);
-    int err = plain != NULL
-                  ? crypto_seal(c->enc_key, key, strlen(key), plain, strlen(plain), &sealed)
-                  : UV_ENOMEM;
-    free(plain);
+    struct buf plain, sealed;
+    buf_init(&plain, 512);
+    buf_init(&sealed, 1024);
+    int err = trace_result_encode(r, &plain);
+    err = err ? err : crypto_seal(c->enc_key, key, strlen(key), plain.data, plain.len, &sealed);
+    buf_free(&plain);
     if (!err)
         err = redis_conn_command(c->redis, on_set, NULL, "SET %s %b EX %u", key, sealed.data,
                                  sealed.len, ttl);

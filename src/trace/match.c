@@ -1,7 +1,10 @@
 #include "pdstrace/match.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "pdstrace/buf.h"
 #include "pdstrace/err.h"
 #include "pdstrace/macros.h"
 #include "pdstrace/nhs_number.h"
@@ -37,54 +40,106 @@ int trace_outcome_parse(const char *name, enum trace_outcome *out)
     return ERR_INVALID_INPUT;
 }
 
-static json_t *string_or_null(const char *s)
+static int append_number_or_null(struct buf *out, const char *key, const char *v)
 {
-    return s[0] != '\0' ? json_string(s) : json_null();
+    if (v[0] == '\0')
+        return buf_appendf(out, ",\"%s\":null", key);
+    return buf_appendf(out, ",\"%s\":\"%s\"", key, v);
 }
 
-json_t *trace_result_to_json(const struct trace_result *r)
+/* 1 prints as 1.0 and 0.94 as 0.94: what a reader of the API expects. */
+static int append_score(struct buf *out, double score)
 {
-    return json_pack("{s:s, s:o, s:o, s:b, s:o, s:s, s:i}", "outcome",
-                     trace_outcome_name(r->outcome), "nhs_number", string_or_null(r->nhs_number),
-                     "score", r->score >= 0 ? json_real(r->score) : json_null(), "restricted",
-                     r->restricted, "superseded_from", string_or_null(r->superseded_from), "source",
-                     r->source == TRACE_SOURCE_CACHE ? "cache" : "pds", "steps", (int)r->steps);
+    if (score < 0)
+        return buf_append_str(out, ",\"score\":null");
+    if (score == 1.0)
+        return buf_append_str(out, ",\"score\":1.0");
+    if (score == 0.0)
+        return buf_append_str(out, ",\"score\":0.0");
+    return buf_appendf(out, ",\"score\":%.4g", score);
 }
 
-/* A number field: null or absent leaves "", else it must be a valid NHS number. */
-static int number_field(const json_t *j, const char *key, char out[11])
+int trace_result_format(const struct trace_result *r, struct buf *out)
 {
-    const json_t *v = json_object_get(j, key);
-    out[0] = '\0';
-    if (v == NULL || json_is_null(v))
-        return 0;
-    if (!json_is_string(v) || strlen(json_string_value(v)) != 10 ||
-        !nhs_number_is_valid(json_string_value(v)))
+    int err = buf_appendf(out, "\"outcome\":\"%s\"", trace_outcome_name(r->outcome));
+    err = err ? err : append_number_or_null(out, "nhs_number", r->nhs_number);
+    err = err ? err : append_score(out, r->score);
+    err = err ? err : buf_appendf(out, ",\"restricted\":%s", r->restricted ? "true" : "false");
+    err = err ? err : append_number_or_null(out, "superseded_from", r->superseded_from);
+    err = err ? err
+              : buf_appendf(out, ",\"source\":\"%s\",\"steps\":%u",
+                            r->source == TRACE_SOURCE_CACHE ? "cache" : "pds", r->steps);
+    return err;
+}
+
+int trace_result_encode(const struct trace_result *r, struct buf *out)
+{
+    char score[32] = "";
+    if (r->score >= 0)
+        snprintf(score, sizeof(score), "%.17g", r->score);
+    return buf_appendf(out, "1|%s|%s|%s|%d|%s|%u", trace_outcome_name(r->outcome), r->nhs_number,
+                       score, r->restricted ? 1 : 0, r->superseded_from, r->steps);
+}
+
+/* Splits off the next '|'-separated field of [*s, end) into out (size bytes). */
+static int next_field(const char **s, const char *end, char *out, size_t size)
+{
+    const char *bar = memchr(*s, '|', (size_t)(end - *s));
+    const char *stop = bar != NULL ? bar : end;
+    size_t n = (size_t)(stop - *s);
+    if (n >= size)
         return ERR_PARSE;
-    memcpy(out, json_string_value(v), 11);
+    memcpy(out, *s, n);
+    out[n] = '\0';
+    *s = bar != NULL ? bar + 1 : end;
     return 0;
 }
 
-int trace_result_from_json(const json_t *j, struct trace_result *out)
+static int number_field(const char *v, char out[11])
 {
+    if (v[0] != '\0' && (strlen(v) != 10 || !nhs_number_is_valid(v)))
+        return ERR_PARSE;
+    memcpy(out, v, strlen(v) + 1);
+    return 0;
+}
+
+static int score_field(const char *v, double *out)
+{
+    char *end;
+    if (v[0] == '\0') {
+        *out = -1;
+        return 0;
+    }
+    *out = strtod(v, &end);
+    return *end == '\0' && *out >= 0 && *out <= 1 ? 0 : ERR_PARSE;
+}
+
+static int steps_field(const char *v, unsigned *out)
+{
+    char *end;
+    unsigned long n = strtoul(v, &end, 10);
+    if (v[0] < '0' || v[0] > '9' || *end != '\0' || n > 100)
+        return ERR_PARSE;
+    *out = (unsigned)n;
+    return 0;
+}
+
+int trace_result_decode(const char *s, size_t len, struct trace_result *out)
+{
+    const char *end = s + len;
+    char f[7][32];
     memset(out, 0, sizeof(*out));
-    const char *outcome = json_string_value(json_object_get(j, "outcome"));
-    const json_t *score = json_object_get(j, "score");
-    const json_t *steps = json_object_get(j, "steps");
-    if (outcome == NULL || trace_outcome_parse(outcome, &out->outcome) != 0)
+    for (int i = 0; i < 7; i++)
+        if (s > end || next_field(&s, end, f[i], sizeof(f[i])) != 0)
+            return ERR_PARSE;
+    if (s != end || strcmp(f[0], "1") != 0 || trace_outcome_parse(f[1], &out->outcome) != 0)
         return ERR_PARSE;
-    if (number_field(j, "nhs_number", out->nhs_number) ||
-        number_field(j, "superseded_from", out->superseded_from))
+    if (number_field(f[2], out->nhs_number) || score_field(f[3], &out->score) ||
+        number_field(f[5], out->superseded_from) || steps_field(f[6], &out->steps))
         return ERR_PARSE;
-    if (!json_is_boolean(json_object_get(j, "restricted")) || !json_is_integer(steps))
+    if (strcmp(f[4], "0") != 0 && strcmp(f[4], "1") != 0)
         return ERR_PARSE;
-    if (score != NULL && !json_is_null(score) && !json_is_number(score))
-        return ERR_PARSE;
-    out->score = json_is_number(score) ? json_number_value(score) : -1;
-    out->restricted = json_is_true(json_object_get(j, "restricted"));
-    out->steps = (unsigned)json_integer_value(steps);
-    const char *source = json_string_value(json_object_get(j, "source"));
-    out->source =
-        source != NULL && strcmp(source, "cache") == 0 ? TRACE_SOURCE_CACHE : TRACE_SOURCE_PDS;
+    out->restricted = f[4][0] == '1';
+    out->source = TRACE_SOURCE_PDS;
     return 0;
 }

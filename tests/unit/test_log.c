@@ -93,3 +93,62 @@ Test(log, parses_levels)
     cr_assert_eq(l, LOG_LEVEL_WARN);
     cr_assert_eq(log_level_parse("loud", &l), ERR_INVALID_INPUT);
 }
+
+Test(log, buffered_lines_wait_for_the_flush)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    log_set_stream(f);
+    log_set_level(LOG_LEVEL_INFO);
+    log_set_buffered(1);
+    log_msgf(LOG_LEVEL_INFO, NULL, "one");
+    log_msgf(LOG_LEVEL_INFO, NULL, "two");
+    fflush(f);
+    cr_assert_eq(len, 0, "written before the flush");
+    log_flush();
+    fflush(f);
+    cr_assert(strstr(text, "\"msg\":\"one\"") < strstr(text, "\"msg\":\"two\""));
+    log_set_buffered(0);
+    log_msgf(LOG_LEVEL_INFO, NULL, "three");
+    fflush(f);
+    cr_assert(strstr(text, "\"msg\":\"three\"") != NULL, "unbuffered line held back");
+    log_set_stream(NULL);
+    fclose(f);
+    free(text);
+}
+
+static void emit_awkward(void)
+{
+    log_event(LOG_LEVEL_WARN, "id \"7\"", "a \"quoted\"\\ line\nwith\tcontrols",
+              json_pack("{s:s}", "field", "v"));
+}
+
+Test(log, escapes_what_it_writes)
+{
+    log_set_level(LOG_LEVEL_INFO);
+    json_t *line = capture(emit_awkward);
+    cr_assert_not_null(line, "not JSON");
+    cr_assert_str_eq(json_string_value(json_object_get(line, "msg")),
+                     "a \"quoted\"\\ line\nwith\tcontrols");
+    cr_assert_str_eq(json_string_value(json_object_get(line, "request_id")), "id \"7\"");
+    cr_assert_str_eq(json_string_value(json_object_get(line, "field")), "v");
+    json_decref(line);
+}
+
+static void emit_fields(void)
+{
+    const struct log_field f[] = {{"who", "case-\"system\"", 0}, {"steps", NULL, 3}};
+    log_fields(LOG_LEVEL_INFO, "r-1", "audit", f, 2);
+}
+
+Test(log, fields_lines_are_json_with_strings_and_numbers)
+{
+    log_set_level(LOG_LEVEL_INFO);
+    json_t *line = capture(emit_fields);
+    cr_assert_not_null(line, "not JSON");
+    cr_assert_str_eq(json_string_value(json_object_get(line, "msg")), "audit");
+    cr_assert_str_eq(json_string_value(json_object_get(line, "who")), "case-\"system\"");
+    cr_assert_eq(json_integer_value(json_object_get(line, "steps")), 3);
+    json_decref(line);
+}
