@@ -3,6 +3,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <stddef.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include "pdstrace/log.h"
 #include "pdstrace/macros.h"
 #include "pdstrace/router.h"
+#include "pdstrace/url.h"
 #include "population.h"
 #include "search.h"
 
@@ -124,24 +126,13 @@ static bool take(unsigned *counter)
     return true;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static bool is_uuid(const char *s)
 {
     if (strlen(s) != 36)
         return false;
     for (int i = 0; i < 36; i++) {
         bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : hexval(s[i]) < 0)
+        if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
             return false;
     }
     return true;
@@ -154,27 +145,6 @@ struct kv_list {
     struct search_param *items;
     size_t n;
 };
-
-/* Percent-decodes s in place; plus_space turns '+' into ' ' (forms only: in a PDS query
- * '+' stays '+'). A malformed escape or an encoded NUL is refused. */
-static int unescape(char *s, bool plus_space)
-{
-    char *w = s;
-    for (const char *r = s; *r != '\0'; r++) {
-        if (*r != '%') {
-            *w++ = plus_space && *r == '+' ? ' ' : *r;
-            continue;
-        }
-        int hi = hexval(r[1]);
-        int lo = hi < 0 ? -1 : hexval(r[2]);
-        if (lo < 0 || (hi == 0 && lo == 0))
-            return ERR_PARSE;
-        *w++ = (char)(hi * 16 + lo);
-        r += 2;
-    }
-    *w = '\0';
-    return 0;
-}
 
 static void kv_free(struct kv_list *kv)
 {
@@ -191,7 +161,7 @@ static int kv_add(struct kv_list *kv, char *piece, bool plus_space)
     char *value = eq != NULL ? eq + 1 : piece + strlen(piece);
     if (eq != NULL)
         *eq = '\0';
-    if (unescape(piece, plus_space) || unescape(value, plus_space))
+    if (url_decode(piece, plus_space) || url_decode(value, plus_space))
         return ERR_PARSE;
     kv->items[kv->n++] = (struct search_param){piece, value};
     return 0;

@@ -14,6 +14,7 @@
 #include "pdstrace/err.h"
 #include "pdstrace/log.h"
 #include "pdstrace/macros.h"
+#include "pdstrace/url.h"
 
 #define REDIS_DEFAULT_PORT 6379
 #define REDIS_MAX_DB       65535
@@ -105,37 +106,13 @@ unsigned redis_conn_pending(const struct redis_conn *rc)
 
 /* ---- URL parsing ---- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Passwords may hold URL-reserved characters, so they arrive percent-encoded. */
 static int decode_password(const char *s, size_t n, char *out, size_t size)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '%') {
-            int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
-            int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
-            if (hi < 0 || lo < 0)
-                return ERR_INVALID_INPUT;
-            c = (char)(hi * 16 + lo);
-            i += 2;
-        }
-        if (c == '\0' || o + 1 >= size)
-            return ERR_INVALID_INPUT;
-        out[o++] = c;
-    }
-    out[o] = '\0';
-    return o > 0 ? 0 : ERR_INVALID_INPUT;
+    if (n == 0 || n >= size)
+        return ERR_INVALID_INPUT;
+    memcpy(out, s, n);
+    out[n] = '\0';
+    return url_decode(out, false);
 }
 
 /* Parses a decimal number in [min, max] from exactly n characters. */

@@ -7,6 +7,7 @@
 #include "pdstrace/buf.h"
 #include "pdstrace/err.h"
 #include "pdstrace/macros.h"
+#include "pdstrace/url.h"
 
 /* Paths with more segments than this match no route (every route is far shorter). */
 #define ROUTER_MAX_SEGS 32
@@ -181,39 +182,14 @@ int router_add(struct router *r, const char *method, const char *pattern, const 
     return 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes s into a new string. NULL for a malformed escape or an encoded NUL. */
 static char *decode(const char *s)
 {
-    size_t n = strlen(s);
-    char *out = malloc(n + 1);
-    size_t o = 0;
-    for (size_t i = 0; out != NULL && i < n; i++) {
-        if (s[i] != '%') {
-            out[o++] = s[i];
-            continue;
-        }
-        int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
-        int lo = hi >= 0 ? hexval(s[i + 2]) : -1;
-        if (lo < 0 || (hi == 0 && lo == 0)) {
-            free(out);
-            return NULL;
-        }
-        out[o++] = (char)(hi * 16 + lo);
-        i += 2;
+    char *out = strdup(s);
+    if (out != NULL && url_decode(out, false) != 0) {
+        free(out);
+        return NULL;
     }
-    if (out != NULL)
-        out[o] = '\0';
     return out;
 }
 
