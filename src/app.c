@@ -42,7 +42,7 @@ struct app {
     uv_timer_t token_timer; /* re-fetches a PDS token while readiness lacks one */
     uv_check_t log_check;   /* flushes the log once per loop iteration */
     bool token_fetching;
-    int stopping;
+    bool stopping;
 };
 
 static void observe_request(const char *route, int status, double seconds)
@@ -63,39 +63,38 @@ static void collect(void *arg)
     metrics_set("pdstrace_http_in_flight", NULL, http_server_in_flight(app->server));
 }
 
+/* Every family /metrics exposes; the modules count into them by name. */
+static const struct {
+    const char *name;
+    enum metrics_type type;
+    const char *help;
+} families[] = {
+    {"pdstrace_http_requests_total", METRICS_COUNTER,
+     "HTTP requests answered, by route and status"},
+    {"pdstrace_http_request_duration_seconds", METRICS_HISTOGRAM,
+     "time from a complete request to its response, by route"},
+    {"pdstrace_http_connections", METRICS_GAUGE, "open client connections"},
+    {"pdstrace_http_in_flight", METRICS_GAUGE, "requests being handled"},
+    {"pdstrace_redis_up", METRICS_GAUGE, "1 while the Redis connection is up"},
+    {"pdstrace_trace_outcomes_total", METRICS_COUNTER,
+     "traces answered, by outcome (error: PDS failed)"},
+    {"pdstrace_cache_lookups_total", METRICS_COUNTER, "cache lookups by result: hit, miss, error"},
+    {"pdstrace_cache_stores_total", METRICS_COUNTER, "cache stores by result: ok, error"},
+    {"pdstrace_pds_requests_total", METRICS_COUNTER,
+     "PDS requests by operation and HTTP status (error: none)"},
+    {"pdstrace_pds_request_duration_seconds", METRICS_HISTOGRAM,
+     "PDS request latency by operation"},
+};
+
 static int declare_metrics(struct app *app)
 {
-    int err = metrics_declare("pdstrace_http_requests_total", METRICS_COUNTER,
-                              "HTTP requests answered, by route and status");
-    err = err ? err
-              : metrics_declare("pdstrace_http_request_duration_seconds", METRICS_HISTOGRAM,
-                                "time from a complete request to its response, by route");
-    err = err ? err
-              : metrics_declare("pdstrace_redis_up", METRICS_GAUGE,
-                                "1 while the Redis connection is up");
-    err = err ? err
-              : metrics_declare("pdstrace_http_connections", METRICS_GAUGE,
-                                "open client connections");
-    err = err ? err
-              : metrics_declare("pdstrace_http_in_flight", METRICS_GAUGE, "requests being handled");
-    err = err ? err
-              : metrics_declare("pdstrace_trace_outcomes_total", METRICS_COUNTER,
-                                "traces answered, by outcome (error: PDS failed)");
-    err = err ? err
-              : metrics_declare("pdstrace_cache_lookups_total", METRICS_COUNTER,
-                                "cache lookups by result: hit, miss, error");
-    err = err ? err
-              : metrics_declare("pdstrace_cache_stores_total", METRICS_COUNTER,
-                                "cache stores by result: ok, error");
-    err = err ? err
-              : metrics_declare("pdstrace_pds_requests_total", METRICS_COUNTER,
-                                "PDS requests by operation and HTTP status (error: none)");
-    err = err ? err
-              : metrics_declare("pdstrace_pds_request_duration_seconds", METRICS_HISTOGRAM,
-                                "PDS request latency by operation");
-    err = err ? err : metrics_add_collector(collect, app);
+    for (size_t i = 0; i < ARRAY_SIZE(families); i++) {
+        int err = metrics_declare(families[i].name, families[i].type, families[i].help);
+        if (err)
+            return err;
+    }
     http_server_set_observer(observe_request);
-    return err;
+    return metrics_add_collector(collect, app);
 }
 
 static int start_redis(struct app *app)
@@ -158,8 +157,9 @@ static int start_pds(struct app *app, char *err, size_t n)
     return e;
 }
 
-/* The secret never stays in memory: only the keys derived from it do. */
-static int start_cache(struct app *app, char *err, size_t n)
+/* The cache and the trace service over it. The secret never stays in memory: only the
+ * keys derived from it do. */
+static int start_traces(struct app *app, char *err, size_t n)
 {
     const struct config *c = &app->cfg;
     struct buf secret;
@@ -267,7 +267,7 @@ int app_new(struct app **out, uv_loop_t *loop, const struct config *cfg, char *e
     e = e ? e : http_client_new(&app->http, loop);
     e = e ? e : start_redis(app);
     e = e ? e : start_pds(app, err, err_size);
-    e = e ? e : start_cache(app, err, err_size);
+    e = e ? e : start_traces(app, err, err_size);
     e = e ? e : start_routes(app);
     e = e ? e : start_server(app, err, err_size);
     e = e ? e : declare_metrics(app);
@@ -314,9 +314,9 @@ static void on_drained(int status, void *arg)
 
 void app_stop(struct app *app)
 {
-    if (app->stopping)
+    if (app == NULL || app->stopping)
         return;
-    app->stopping = 1;
+    app->stopping = true;
     if (app->server == NULL) {
         close_all(app);
         return;

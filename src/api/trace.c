@@ -17,7 +17,6 @@
  * gone by then the server drops the answer, but the trace itself still completes. */
 struct trace_request {
     struct http_exchange *x;
-    struct api_context *ctx;
     char trace_id[CRYPTO_UUID_SIZE];
     char case_id[65];
     char purpose[201];
@@ -127,7 +126,6 @@ static void post_trace(struct http_exchange *x, const struct route_params *p, vo
         return;
     }
     t->x = x;
-    t->ctx = ctx;
     t->caller = api_caller(x);
     crypto_uuid4(t->trace_id);
     memcpy(t->case_id, d.case_id, sizeof(t->case_id));
