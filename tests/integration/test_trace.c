@@ -476,3 +476,25 @@ Test(trace, readiness_recovers_when_the_token_endpoint_comes_back)
     cr_assert_eq(status, 200, "not ready 10 s after the token endpoint came back");
     stack_stop(&st);
 }
+
+/* A trace stuck on a PDS that never answers must not hold the process past the drain. */
+Test(trace, drain_deadline_ends_a_hung_trace_and_exits_zero)
+{
+    const char *env[] = {"PDS_TRACE_SERVER_DRAIN_MS=500", "PDS_TRACE_PDS_TIMEOUT_MS=60000", NULL};
+    start(NULL, env);
+    json_decref(stack_pds_admin(&st, "PUT", "/_admin/faults", "{\"hang_next\":1}"));
+    int fd = tcp_connect(st.svc.port, 5000);
+    char req[1024];
+    int n = snprintf(req, sizeof(req),
+                     "POST /v1/trace HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     STACK_KEY_TRACE, strlen(JANE), JANE);
+    tcp_send(fd, req, (size_t)n);
+    sleep_ms(200);
+    kill(st.svc.pid, SIGTERM);
+    cr_assert_eq(proc_wait(&st.svc, 3000), 0, "not gone 3 s after SIGTERM with a 0.5 s drain");
+    cr_assert(tcp_peer_closed(fd));
+    close(fd);
+    cr_assert_gt(proc_log_count(&st.svc, "drain deadline passed"), 0);
+    stack_stop(&st);
+}
