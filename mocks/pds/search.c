@@ -598,22 +598,26 @@ static bool birth_match(const struct query *q, const struct population_person *p
     return true;
 }
 
-static bool person_match(const struct query *q, const struct population_person *p, double *score)
+/* Whether p passes the filters that do not score: restriction and gender. */
+static bool person_visible(const struct query *q, const struct population_person *p)
 {
-    double pen = 0;
-
     /* A search holding a postcode or a GP never returns restricted people. */
     if ((q->postcode || q->gp) && p->security != 'U')
         return false;
-    if (q->gender && (!p->gender || strcmp(q->gender, p->gender) != 0))
-        return false;
-    if (!birth_match(q, p, &pen) || !best_name(q, p, &pen))
+    return !q->gender || (p->gender && strcmp(q->gender, p->gender) == 0);
+}
+
+static bool person_match(const struct query *q, const struct population_person *p, double *score)
+{
+    double pen = 0;
+    if (!person_visible(q, p) || !birth_match(q, p, &pen) || !best_name(q, p, &pen))
         return false;
     if (q->postcode && !best_address(q, p, &pen))
         return false;
+    double floor = q->fuzzy ? FUZZY_MIN : PLAIN_MIN;
     *score = (q->fuzzy ? FUZZY_BASE : 1.0) - pen;
-    if (*score < (q->fuzzy ? FUZZY_MIN : PLAIN_MIN))
-        *score = q->fuzzy ? FUZZY_MIN : PLAIN_MIN;
+    if (*score < floor)
+        *score = floor;
     /* Two decimals, so that the score prints as 0.94 and not 0.9399999999999999. */
     *score = (double)(long)(*score * 100 + 0.5) / 100;
     return !q->exact || *score >= 1.0;
