@@ -1133,8 +1133,10 @@ const char *http_exchange_query(const struct http_exchange *x)
 const char *http_exchange_header(const struct http_exchange *x, const char *name)
 {
     const char *p = x->headers.data;
+    if (p == NULL)
+        return NULL; /* no headers: and NULL + 0 is undefined, so no end pointer either */
     const char *end = p + x->headers.len;
-    while (p != NULL && p < end) {
+    while (p < end) {
         const char *value = p + strlen(p) + 1;
         if (value >= end)
             return NULL;

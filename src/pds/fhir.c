@@ -265,6 +265,17 @@ static const json_t *pick_address(const json_t *addrs)
     return json_array_get(addrs, 0);
 }
 
+/* FHIR's AdministrativeGender codes; any other value reads as absent rather than being
+ * copied, so that gender holds only what fhir.h promises. */
+static void read_gender(char dst[16], const char *s)
+{
+    static const char *const codes[] = {"male", "female", "other", "unknown"};
+    dst[0] = '\0';
+    for (size_t i = 0; s != NULL && i < ARRAY_SIZE(codes); i++)
+        if (strcmp(s, codes[i]) == 0)
+            copy_trunc(dst, 16, s);
+}
+
 static int read_patient(struct fhir_patient *p, const json_t *res)
 {
     const char *id = get_str(res, "id");
@@ -276,7 +287,7 @@ static int read_patient(struct fhir_patient *p, const json_t *res)
     read_birth_date(p->birth_date, get_str(res, "birthDate"));
     read_death_date(p->death_date, get_str(res, "deceasedDateTime"));
     read_name(p, res);
-    copy_trunc(p->gender, sizeof(p->gender), get_str(res, "gender"));
+    read_gender(p->gender, get_str(res, "gender"));
     const json_t *addr = pick_address(json_object_get(res, "address"));
     copy_exact(p->postcode, sizeof(p->postcode), get_str(addr, "postalCode"));
     read_verification(p->verification, res);

@@ -81,13 +81,14 @@ int trace_result_encode(const struct trace_result *r, struct buf *out)
                        score, r->restricted ? 1 : 0, r->superseded_from, r->steps);
 }
 
-/* Splits off the next '|'-separated field of [*s, end) into out (size bytes). */
+/* Splits off the next '|'-separated field of [*s, end) into out (size bytes). A NUL byte
+ * would hide the rest of the field from the checks below, so it makes the value invalid. */
 static int next_field(const char **s, const char *end, char *out, size_t size)
 {
     const char *bar = memchr(*s, '|', (size_t)(end - *s));
     const char *stop = bar != NULL ? bar : end;
     size_t n = (size_t)(stop - *s);
-    if (n >= size)
+    if (n >= size || memchr(*s, '\0', n) != NULL)
         return ERR_PARSE;
     memcpy(out, *s, n);
     out[n] = '\0';

@@ -123,3 +123,20 @@ ParameterizedTest(struct damaged *c, match, rejects_damaged_cached_values)
     struct trace_result r;
     cr_assert_eq(trace_result_decode(c->text, strlen(c->text), &r), ERR_PARSE, "%s", c->text);
 }
+
+/* Found by tests/fuzz/fuzz_cached_value: a NUL byte inside a field cut it short for the
+ * checks, so "1\0junk|..." read as version 1. */
+Test(match, rejects_nul_bytes_in_cached_values)
+{
+    static const char good[] = "1|matched|9000000009|1|0||2";
+    struct trace_result r;
+    char v[sizeof(good)];
+    cr_assert_eq(trace_result_decode(good, sizeof(good) - 1, &r), 0);
+    for (size_t i = 0; i < sizeof(good) - 1; i++) {
+        memcpy(v, good, sizeof(good));
+        v[i] = '\0';
+        cr_assert_eq(trace_result_decode(v, sizeof(good) - 1, &r), ERR_PARSE, "NUL at %zu", i);
+    }
+    static const char tail[] = "1\0junk|matched|9000000009|1|0||2";
+    cr_assert_eq(trace_result_decode(tail, sizeof(tail) - 1, &r), ERR_PARSE);
+}
