@@ -5,12 +5,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "pdstrace/fhir.h"
 #include "pdstrace/macros.h"
 #include "pdstrace/nhs_number.h"
 #include "population.h"
 
-#define SYS_SPINE "https://fhir.nhs.uk/R4/CodeSystem/Spine-ErrorOrWarningCode"
-#define SYS_NHS   "https://fhir.nhs.uk/Id/nhs-number"
+#define SYS_NHS "https://fhir.nhs.uk/Id/nhs-number"
 #define URL_VERIFY                                                                                 \
     "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-NHSNumberVerificationStatus"
 #define SYS_VERIFY   "https://fhir.hl7.org.uk/CodeSystem/UKCore-NHSNumberVerificationStatus"
@@ -58,43 +58,10 @@ struct fail {
 
 /* ---- OperationOutcome ---- */
 
-struct outcome_kind {
-    const char *code;
-    const char *issue; /* OperationOutcome.issue[0].code */
-    const char *severity;
-    const char *display;
-};
-
-static const struct outcome_kind outcomes[] = {
-    {"UNSUPPORTED_SERVICE", "processing", "error", "Unsupported Service"},
-    {"ADDITIONAL_PROPERTIES", "invariant", "error", "Additional properties should not be included"},
-    {"INVALID_VALUE", "value", "error", "Provided value is invalid"},
-    {"MISSING_VALUE", "required", "error", "Required value is missing"},
-    {"INVALID_SEARCH_DATA", "value", "error", "Search data is invalid"},
-    {"ACCESS_DENIED", "forbidden", "error", "Access Denied - Unauthorised"},
-    {"INVALID_RESOURCE_ID", "value", "error", "Resource Id is invalid"},
-    {"RESOURCE_NOT_FOUND", "not-found", "information", "Resource not found"},
-    {"INVALIDATED_RESOURCE", "processing", "error",
-     "Resource that has been marked as invalid was requested - invalid resources cannot be "
-     "retrieved"},
-    {"TOO_MANY_MATCHES", "multiple-matches", "information", "Too Many Matches"},
-    {"TOO_MANY_REQUESTS", "throttled", "error", "You have exceeded your application's rate limit"},
-    {"SERVICE_UNAVAILABLE", "transient", "error", "Service unavailable"},
-};
-
+/* The service's own builder: the mock answers in exactly the shapes the client parses. */
 json_t *search_outcome_new(const char *spine_code, const char *diagnostics)
 {
-    struct outcome_kind k = {spine_code, "processing", "error", spine_code};
-    size_t i;
-
-    for (i = 0; i < ARRAY_SIZE(outcomes); i++) {
-        if (strcmp(outcomes[i].code, spine_code) == 0)
-            k = outcomes[i];
-    }
-    return json_pack("{s:s, s:[{s:s, s:s, s:{s:[{s:s, s:s, s:s, s:s}]}, s:s*}]}", "resourceType",
-                     "OperationOutcome", "issue", "severity", k.severity, "code", k.issue,
-                     "details", "coding", "system", SYS_SPINE, "version", "1", "code", k.code,
-                     "display", k.display, "diagnostics", diagnostics);
+    return fhir_operation_outcome(spine_code, NULL, diagnostics);
 }
 
 static int fail_set(struct fail *f, int status, const char *code, const char *fmt, ...)

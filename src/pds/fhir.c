@@ -35,6 +35,7 @@ static const struct outcome_kind {
     {"UNSUPPORTED_SERVICE", "processing", "error", "Unsupported Service"},
     {"TOO_MANY_MATCHES", "multiple-matches", "information", "Too Many Matches"},
     {"TOO_MANY_REQUESTS", "throttled", "error", "You have exceeded your application's rate limit"},
+    {"SERVICE_UNAVAILABLE", "transient", "error", "Service unavailable"},
 };
 
 /* The index of the quote that closes the string opened just before i, or len. */
