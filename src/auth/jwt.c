@@ -46,47 +46,47 @@ static EVP_PKEY *load_pem(const char *path, int private)
     return pkey;
 }
 
+/* Both key types hold one EVP_PKEY; they are distinct types only so that a public key
+ * cannot be passed where a private one is needed. */
+static int load_into(EVP_PKEY **slot, const char *pem_path, int private)
+{
+    *slot = load_pem(pem_path, private);
+    return *slot != NULL ? 0 : ERR_CONFIG;
+}
+
 int jwt_key_load(struct jwt_key **out, const char *pem_path)
 {
-    EVP_PKEY *pkey = load_pem(pem_path, 1);
-    if (pkey == NULL)
-        return ERR_CONFIG;
-    *out = malloc(sizeof(**out));
-    if (*out == NULL) {
-        EVP_PKEY_free(pkey);
-        return ERR_CONFIG;
-    }
-    (*out)->pkey = pkey;
-    return 0;
+    struct jwt_key *k = calloc(1, sizeof(*k));
+    int err = k != NULL ? load_into(&k->pkey, pem_path, 1) : ERR_CONFIG;
+    if (err)
+        free(k);
+    else
+        *out = k;
+    return err;
 }
 
 void jwt_key_free(struct jwt_key *k)
 {
-    if (k == NULL)
-        return;
-    EVP_PKEY_free(k->pkey);
+    if (k != NULL)
+        EVP_PKEY_free(k->pkey);
     free(k);
 }
 
 int jwt_pubkey_load(struct jwt_pubkey **out, const char *pem_path)
 {
-    EVP_PKEY *pkey = load_pem(pem_path, 0);
-    if (pkey == NULL)
-        return ERR_CONFIG;
-    *out = malloc(sizeof(**out));
-    if (*out == NULL) {
-        EVP_PKEY_free(pkey);
-        return ERR_CONFIG;
-    }
-    (*out)->pkey = pkey;
-    return 0;
+    struct jwt_pubkey *k = calloc(1, sizeof(*k));
+    int err = k != NULL ? load_into(&k->pkey, pem_path, 0) : ERR_CONFIG;
+    if (err)
+        free(k);
+    else
+        *out = k;
+    return err;
 }
 
 void jwt_pubkey_free(struct jwt_pubkey *k)
 {
-    if (k == NULL)
-        return;
-    EVP_PKEY_free(k->pkey);
+    if (k != NULL)
+        EVP_PKEY_free(k->pkey);
     free(k);
 }
 
