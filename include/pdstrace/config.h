@@ -32,6 +32,7 @@ struct config {
         unsigned idle_timeout_ms;
         unsigned drain_ms;
         unsigned max_connections;
+        unsigned max_connections_per_client;
     } server;
     struct {
         char url[CONFIG_STR_MAX];
@@ -54,6 +55,11 @@ struct config {
         unsigned concurrency;
         unsigned timeout_ms;
         unsigned max_attempts;
+        unsigned deadline_ms;
+        unsigned max_queue;
+        char ca_file[CONFIG_STR_MAX];
+        char client_cert_file[CONFIG_STR_MAX];
+        char client_key_file[CONFIG_STR_MAX];
         bool fuzzy;
     } pds;
     struct {
@@ -68,6 +74,9 @@ struct config {
         char base_url[CONFIG_STR_MAX];
         char token_file[CONFIG_STR_MAX];
         unsigned max_age_s;
+        char ca_file[CONFIG_STR_MAX];
+        char client_cert_file[CONFIG_STR_MAX];
+        char client_key_file[CONFIG_STR_MAX];
     } case_system;
 };
 

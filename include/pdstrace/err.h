@@ -13,6 +13,8 @@ enum err_code {
     ERR_UPSTREAM,          /* PDS / case system failed or could not be reached: 503 */
     ERR_UPSTREAM_TIMEOUT,  /* an upstream (Redis, PDS, case system) did not answer in time */
     ERR_UPSTREAM_REJECTED, /* an upstream answered 4xx to our request: 502 */
+    ERR_UPSTREAM_TLS,      /* the upstream's certificate was not trusted, or ours refused:
+                              not transient, so never retried: 503 */
     ERR_RATE_LIMITED,      /* 429 */
     ERR_UNAVAILABLE,       /* a dependency is down (Redis closed): 503 */
     ERR_TOO_LARGE,         /* a bounded buffer or body limit was exceeded: 413 */

@@ -21,6 +21,8 @@ static const struct err_entry entries[] = {
         ERR_BASE] = {"ERR_UPSTREAM_TIMEOUT", "upstream timed out", 503, "pds_unavailable"},
     [ERR_UPSTREAM_REJECTED -
         ERR_BASE] = {"ERR_UPSTREAM_REJECTED", "upstream rejected the request", 502, "pds_rejected"},
+    [ERR_UPSTREAM_TLS - ERR_BASE] = {"ERR_UPSTREAM_TLS", "upstream TLS certificate check failed",
+                                     503, "pds_unavailable"},
     [ERR_RATE_LIMITED - ERR_BASE] = {"ERR_RATE_LIMITED", "rate limited", 429, "rate_limited"},
     [ERR_UNAVAILABLE - ERR_BASE] = {"ERR_UNAVAILABLE", "dependency unavailable", 503, "internal"},
     [ERR_TOO_LARGE - ERR_BASE] = {"ERR_TOO_LARGE", "too large", 413, "payload_too_large"},
