@@ -1,6 +1,10 @@
 #include "pdstrace/app.h"
 
+#include <ctype.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,13 +130,150 @@ static void on_token_timer(uv_timer_t *t)
     app->token_fetching = token_get(app->tokens, on_token, app) == 0;
 }
 
+/* ---- TLS files: checked at start-up, so that a bad one stops the service by name ---- */
+
+/* The first bad TLS setting found: "<prefix>.<what>" names it. */
+struct tls_check {
+    const char *prefix; /* "pds" or "case" */
+    const char *what;   /* "ca_file", "client_cert_file" or "client_key_file" */
+    const char *path;
+    const char *why;
+};
+
+static bool is_set(const char *s)
+{
+    return s != NULL && s[0] != '\0';
+}
+
+/* OpenSSL would otherwise ask for a passphrase on the terminal; curl is given none, so an
+ * encrypted key is unusable and must fail here, not at the first request. */
+static int no_password(char *buf, int size, int rwflag, void *u)
+{
+    UNUSED(buf);
+    UNUSED(size);
+    UNUSED(rwflag);
+    UNUSED(u);
+    return -1;
+}
+
+/* The first certificate (or private key) of a PEM file; NULL when the file cannot be
+ * read or holds none. */
+static void *read_pem(const char *path, bool want_key)
+{
+    FILE *f = fopen(path, "r");
+    void *v = NULL;
+    if (f == NULL)
+        return NULL;
+    if (want_key)
+        v = PEM_read_PrivateKey(f, NULL, no_password, NULL);
+    else
+        v = PEM_read_X509(f, NULL, no_password, NULL);
+    fclose(f);
+    ERR_clear_error();
+    return v;
+}
+
+static bool tls_fail(struct tls_check *k, const char *what, const char *path, const char *why)
+{
+    k->what = what;
+    k->path = path;
+    k->why = why;
+    return false;
+}
+
+/* A client certificate and its key: both or neither, both readable, and a pair. */
+static bool check_client_pair(struct tls_check *k, const struct http_client_tls *t)
+{
+    if (!is_set(t->cert_file) && !is_set(t->key_file))
+        return true;
+    if (!is_set(t->key_file))
+        return tls_fail(k, "client_key_file", "", "is required with client_cert_file");
+    if (!is_set(t->cert_file))
+        return tls_fail(k, "client_cert_file", "", "is required with client_key_file");
+    X509 *cert = read_pem(t->cert_file, false);
+    EVP_PKEY *key = cert != NULL ? read_pem(t->key_file, true) : NULL;
+    bool ok = cert != NULL && key != NULL && X509_check_private_key(cert, key) == 1;
+    ERR_clear_error();
+    if (cert == NULL)
+        tls_fail(k, "client_cert_file", t->cert_file,
+                 "not a readable PEM file holding a certificate");
+    else if (key == NULL)
+        tls_fail(k, "client_key_file", t->key_file,
+                 "not a readable PEM file holding an unencrypted private key");
+    else if (!ok)
+        tls_fail(k, "client_key_file", t->key_file, "is not the key of client_cert_file");
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    return ok;
+}
+
+static bool check_upstream_tls(struct tls_check *k, const struct http_client_tls *t)
+{
+    if (is_set(t->ca_file)) {
+        X509 *ca = read_pem(t->ca_file, false);
+        X509_free(ca);
+        if (ca == NULL)
+            return tls_fail(k, "ca_file", t->ca_file,
+                            "not a readable PEM file holding a certificate");
+    }
+    return check_client_pair(k, t);
+}
+
+/* The TLS files of one upstream, as http_client takes them (the case system's client
+ * will take its own the same way). */
+static struct http_client_tls upstream_tls(const char *ca, const char *cert, const char *key)
+{
+    return (struct http_client_tls){.ca_file = ca, .cert_file = cert, .key_file = key};
+}
+
+/* "PDS_TRACE_PDS_CA_FILE (pds.ca_file) /etc/x.pem: why", the shape of config errors. */
+static void tls_message(const struct tls_check *k, char *err, size_t n)
+{
+    char env[64];
+    int len = snprintf(env, sizeof(env), "PDS_TRACE_%s_%s", k->prefix, k->what);
+    for (int i = 0; i < len && (size_t)i < sizeof(env); i++)
+        env[i] = (char)toupper((unsigned char)env[i]);
+    snprintf(err, n, "%s (%s.%s)%s%s: %s", env, k->prefix, k->what, k->path[0] ? " " : "", k->path,
+             k->why);
+}
+
+/* The case system's files are checked too, although its client does not exist yet: a
+ * setting that is accepted must be one that works. */
+static int check_tls(const struct config *c, char *err, size_t n)
+{
+    struct tls_check k = {.prefix = "pds"};
+    struct http_client_tls pds =
+        upstream_tls(c->pds.ca_file, c->pds.client_cert_file, c->pds.client_key_file);
+    struct http_client_tls case_system = upstream_tls(
+        c->case_system.ca_file, c->case_system.client_cert_file, c->case_system.client_key_file);
+    bool ok = check_upstream_tls(&k, &pds);
+    if (ok) {
+        k.prefix = "case";
+        ok = check_upstream_tls(&k, &case_system);
+    }
+    if (ok)
+        return 0;
+    tls_message(&k, err, n);
+    return ERR_CONFIG;
+}
+
 static int start_pds(struct app *app, char *err, size_t n)
 {
     const struct config *c = &app->cfg;
+    struct http_client_tls tls =
+        upstream_tls(c->pds.ca_file, c->pds.client_cert_file, c->pds.client_key_file);
+    int e = check_tls(c, err, n);
+    if (e)
+        return e;
     if (c->pds.auth == CONFIG_PDS_AUTH_SIGNED_JWT) {
-        struct token_config tc = {c->pds.token_url, c->pds.client_id,  c->pds.kid,
-                                  c->pds.key_file,  c->pds.timeout_ms, 0};
-        int e = token_source_new(&app->tokens, app->loop, app->http, &tc);
+        struct token_config tc = {c->pds.token_url,
+                                  c->pds.client_id,
+                                  c->pds.kid,
+                                  c->pds.key_file,
+                                  c->pds.timeout_ms,
+                                  0,
+                                  tls};
+        e = token_source_new(&app->tokens, app->loop, app->http, &tc);
         if (e) {
             snprintf(err, n,
                      "PDS_TRACE_PDS_KEY_FILE (pds.key_file) %s: not a usable RSA "
@@ -148,8 +289,10 @@ static int start_pds(struct app *app, char *err, size_t n)
         .concurrency = c->pds.concurrency,
         .timeout_ms = c->pds.timeout_ms,
         .max_attempts = c->pds.max_attempts,
+        .max_queue = c->pds.max_queue,
+        .tls = tls,
     };
-    int e = pds_client_new(&app->pds, app->loop, app->http, app->tokens, &pc);
+    e = pds_client_new(&app->pds, app->loop, app->http, app->tokens, &pc);
     if (!e && app->tokens != NULL) {
         on_token_timer(&app->token_timer);
         e = uv_timer_start(&app->token_timer, on_token_timer, 2000, 2000);
@@ -175,7 +318,9 @@ static int start_traces(struct app *app, char *err, size_t n)
     buf_free(&secret);
     if (e)
         return e;
-    struct trace_service_config tc = {{c->match.accept_score, c->match.review_score}, c->pds.fuzzy};
+    struct trace_service_config tc = {
+        {{c->match.accept_score, c->match.review_score}, c->pds.fuzzy, c->pds.history},
+        c->pds.deadline_ms};
     return trace_service_new(&app->traces, app->pds, app->cache, &tc);
 }
 
@@ -207,6 +352,7 @@ static int start_server(struct app *app, char *err, size_t n)
         .body_timeout_ms = c->server.body_timeout_ms,
         .idle_timeout_ms = c->server.idle_timeout_ms,
         .max_connections = c->server.max_connections,
+        .max_connections_per_client = c->server.max_connections_per_client,
         .handler = router_dispatch,
         .handler_arg = app->router,
     };

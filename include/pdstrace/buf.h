@@ -21,6 +21,12 @@ void buf_free(struct buf *b);
 /* Forgets the contents but keeps the memory for reuse. */
 void buf_reset(struct buf *b);
 
+/* Cuts the contents back to len bytes (no-op when already shorter), keeping the NUL. */
+void buf_truncate(struct buf *b, size_t len);
+
+/* Bytes held, without the terminating NUL. */
+size_t buf_len(const struct buf *b);
+
 /* Returns 0, ERR_TOO_LARGE when the result would exceed max, or UV_ENOMEM. */
 int buf_append(struct buf *b, const void *p, size_t n);
 int buf_append_str(struct buf *b, const char *s);

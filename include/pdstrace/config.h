@@ -61,6 +61,7 @@ struct config {
         char client_cert_file[CONFIG_STR_MAX];
         char client_key_file[CONFIG_STR_MAX];
         bool fuzzy;
+        bool history;
     } pds;
     struct {
         double accept_score;

@@ -12,9 +12,10 @@ struct buf;
  * struct buf argument does, no state, no logging. Reasons given back never quote the
  * value, because every value here is personal data. */
 
-#define DEMOG_MAX_GIVEN   4
-#define DEMOG_MAX_ADDRESS 5
-#define DEMOG_NAME_SIZE   101 /* names and address lines: at most 100 bytes of UTF-8 */
+#define DEMOG_MAX_GIVEN      4
+#define DEMOG_MAX_ADDRESS    5
+#define DEMOG_NAME_SIZE      101 /* names and address lines: at most 100 bytes of UTF-8 */
+#define DEMOG_NAME_MAX_CHARS 35  /* PDS's limit on a name: longer ones get a 400 */
 
 enum demog_gender {
     DEMOG_GENDER_NONE, /* absent */

@@ -43,6 +43,9 @@ struct fhir_patient {
 
 struct fhir_result {
     enum fhir_kind kind;
+    char resource_type[32];      /* the body's resourceType, also when it was refused; "" for
+                                    a body that is not a JSON object with one */
+    char issue_code[32];         /* OperationOutcome issue[0].code, e.g. "not-supported" */
     unsigned n_entries;          /* Bundle entries seen (search only) */
     struct fhir_patient patient; /* valid for FHIR_SEARCH_ONE and FHIR_PATIENT */
     char error_code[48];         /* issue[0].details.coding[0].code, e.g. "INVALID_VALUE" */
@@ -51,10 +54,11 @@ struct fhir_result {
     char error_diagnostics[256];
 };
 
-/* Parses a search answer (HTTP 200 or 4xx body): a Bundle or an OperationOutcome. Returns 0
- * with out filled, or ERR_PARSE (not JSON, nested too deeply, wrong resourceType, an entry
- * without a Patient whose id is 10 digits) with out->kind FHIR_UNPARSED. body is borrowed
- * and need not be NUL-terminated. */
+/* Parses a search answer (HTTP 200 or 4xx body): a searchset Bundle or an OperationOutcome.
+ * Returns 0 with out filled, or ERR_PARSE (not JSON, nested too deeply, wrong resourceType,
+ * a Bundle of another type, an entry without a Patient whose id is 10 digits) with
+ * out->kind FHIR_UNPARSED and only resource_type kept. body is borrowed and need not be
+ * NUL-terminated. */
 int fhir_parse_search(const char *body, size_t len, struct fhir_result *out);
 
 /* Parses a retrieve answer: a Patient (kind FHIR_PATIENT, score 1) or an OperationOutcome.
@@ -64,6 +68,16 @@ int fhir_parse_patient(const char *body, size_t len, struct fhir_result *out);
 /* Whether a PDS birth date agrees with a full "YYYY-MM-DD" date: a partial PDS date
  * ("YYYY", "YYYY-MM") agrees by prefix. An absent or malformed date never agrees. */
 bool fhir_birth_date_agrees(const char *pds_date, const char *yyyy_mm_dd);
+
+/* Whether a PDS birth date contradicts a full "YYYY-MM-DD" date at the precision PDS gives
+ * (year, year-month or full date). An absent date says nothing, so it never contradicts. */
+bool fhir_birth_date_contradicts(const char *pds_date, const char *yyyy_mm_dd);
+
+/* Describes, for an error message, what an answer that was not the one asked for held:
+ * "OperationOutcome not-supported", "OperationOutcome INVALID_SEARCH_DATA", "Patient",
+ * "Bundle", "a body that is not a FHIR resource" (empty, HTML, other JSON). Never
+ * personal data. */
+void fhir_describe(const struct fhir_result *r, char *out, size_t size);
 
 /* Builds an OperationOutcome shaped like PDS's (tests/data/pds/errors): one issue with the
  * FHIR issue type and severity PDS uses for code, details.coding[0] in the Spine

@@ -9,15 +9,33 @@
  * reused across requests. See docs/internals/http_client.md. */
 struct http_client;
 
+/* TLS files for one upstream, each a PEM file path; NULL or "" leaves curl's default: the
+ * system's CAs, and no client certificate. A client certificate needs its key. */
+struct http_client_tls {
+    const char *ca_file;   /* CAs to trust instead of the system's (private CA, proxy) */
+    const char *cert_file; /* client certificate, for mutual TLS */
+    const char *key_file;  /* its private key (unencrypted) */
+};
+
+/* Called before every request that really goes out on the wire: n is 1 for the first
+ * send of the transfer, 2 and up when libcurl re-sends it by itself on a new connection
+ * because a reused one died before answering (CONVENTIONS §1.1 pitfall 15). Return 0 to
+ * let it go, or <0 to stop it: the transfer then completes with ERR_UPSTREAM. Runs inside
+ * a curl callback: bookkeeping only, never a call into http_client or curl. */
+typedef int http_client_send_fn(unsigned n, void *arg);
+
 struct http_client_request {
     const char *method; /* "GET", "POST", "PUT", ...; NULL means GET */
     const char *url;
     const char *const *headers; /* NULL-terminated "Name: value" lines, or NULL */
     const char *body;           /* may be NULL */
     size_t body_len;
-    unsigned timeout_ms;         /* whole transfer; 0 means 30 s */
-    unsigned connect_timeout_ms; /* 0 means the lesser of timeout_ms and 5 s */
-    size_t max_response_bytes;   /* body ceiling; 0 means 4 MiB */
+    unsigned timeout_ms;               /* whole transfer; 0 means 30 s */
+    unsigned connect_timeout_ms;       /* 0 means the lesser of timeout_ms and 5 s */
+    size_t max_response_bytes;         /* body ceiling; 0 means 4 MiB */
+    const struct http_client_tls *tls; /* NULL: curl's defaults */
+    http_client_send_fn *on_send;      /* NULL, or told of every send (above) */
+    void *send_arg;
 };
 
 struct http_client_response {
@@ -28,9 +46,11 @@ struct http_client_response {
 };
 
 /* status is 0 when an HTTP response arrived (whatever its code), or: ERR_UPSTREAM_TIMEOUT
- * (the timeout passed), ERR_UPSTREAM (refused, reset, DNS, TLS...), ERR_TOO_LARGE (body
- * over the ceiling, or response headers over 16 KiB), UV_ECANCELED (client freed). res is
- * NULL unless status is 0, and is borrowed; valid until cb returns. */
+ * (the timeout passed), ERR_UPSTREAM (refused, reset, DNS, a send stopped by on_send...),
+ * ERR_UPSTREAM_TLS (a certificate refused by either side, or an unusable TLS file: not
+ * transient; logged once as a warning naming the host), ERR_TOO_LARGE (body over the
+ * ceiling, or response headers over 16 KiB), UV_ECANCELED (client freed). res is NULL
+ * unless status is 0, and is borrowed; valid until cb returns. */
 typedef void http_client_cb(int status, const struct http_client_response *res, void *arg);
 
 /* Needs curl_global_init() to have been called once. */
@@ -43,7 +63,8 @@ void http_client_free(struct http_client *c);
 
 /* Starts a transfer. Returns 0 and calls cb exactly once later (never from inside this
  * call), or returns <0 and never calls cb: ERR_INVALID_INPUT (no url, CR/LF in a value),
- * UV_ECANCELED (the client is being freed), UV_ENOMEM. Everything in req is copied. */
+ * UV_ECANCELED (the client is being freed), UV_ENOMEM. Everything in req is copied, the
+ * TLS file names included, except send_arg, which must stay valid until cb runs. */
 int http_client_request(struct http_client *c, const struct http_client_request *req,
                         http_client_cb *cb, void *arg);
 

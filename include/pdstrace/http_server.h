@@ -7,7 +7,9 @@
 /* An HTTP/1.1 server on a libuv loop, parsing with http-parser: keep-alive, pipelined
  * requests answered in order, Content-Length and chunked bodies, header and body limits
  * (431/413), a header-read timeout and an idle keep-alive timeout, 400 and close on
- * malformed input. Handlers answer asynchronously through the exchange they are given. */
+ * malformed input, including framing that a lenient parser would accept (bare LF,
+ * Transfer-Encoding other than "chunked", chunk data not followed by CRLF). Handlers answer
+ * asynchronously through the exchange they are given. */
 struct http_server;
 struct http_exchange; /* one request and its response; opaque */
 
@@ -30,8 +32,11 @@ struct http_server_config {
     unsigned body_timeout_ms;   /* from the last header to the end of the body. 0: none */
     unsigned idle_timeout_ms;   /* keep-alive wait for the next request, and the deadline for
                                    writing a response. 0: none */
-    unsigned max_connections;   /* further connections are accepted and closed at once.
-                                   0: no limit */
+    unsigned max_connections;   /* at the limit a new connection closes the oldest idle one
+                                   (silent or between requests), or is accepted and closed
+                                   at once when none is idle. 0: no limit */
+    unsigned max_connections_per_client; /* the same, per client IP address, closing the
+                                            oldest idle connection of that address. 0: none */
     http_handler_fn *handler;
     void *handler_arg;
 };

@@ -25,6 +25,7 @@ struct trace_result {
     double score;             /* PDS score of the accepted candidate; < 0 when none */
     bool restricted;          /* meta.security R or V */
     char superseded_from[11]; /* the held number PDS replaced, "" when none */
+    bool deceased;            /* PDS holds a death notice (deceasedDateTime) */
     enum trace_source source;
     unsigned steps; /* PDS requests made; 0 on cache hit or objection */
 };
@@ -44,18 +45,19 @@ int trace_outcome_parse(const char *name, enum trace_outcome *out);
 
 struct buf;
 
-/* Appends the members "outcome","nhs_number","score","restricted","superseded_from","source",
- * "steps" of the answer of DESIGN.md §3 (JSON, without the braces, null for absent values).
- * Every value comes from a fixed vocabulary or is a number, so no escaping is needed.
- * Returns 0 or a buf error. */
+/* Appends the members "outcome","nhs_number","score","restricted","superseded_from",
+ * "deceased","source","steps" of the answer of DESIGN.md §3 (JSON, without the braces, null for
+ * absent values). Every value comes from a fixed vocabulary or is a number, so no escaping is
+ * needed. Returns 0 or a buf error. */
 int trace_result_format(const struct trace_result *r, struct buf *out);
 
-/* The cached form: a short versioned line ("1|matched|9000000009|1|0||2"). Returns 0 or a
- * buf error. */
+/* The cached form: a short versioned line ("2|matched|9000000009|1|0||0|2": outcome,
+ * number, score, restricted, superseded_from, deceased, steps). Returns 0 or a buf error. */
 int trace_result_encode(const struct trace_result *r, struct buf *out);
 
 /* The reverse; checks every field (a valid NHS number, a score in 0..1...). Returns 0 or
- * ERR_PARSE. s need not be NUL-terminated. */
+ * ERR_PARSE, also for a value of an older version (it lacks fields: the caller traces
+ * again). s need not be NUL-terminated. */
 int trace_result_decode(const char *s, size_t len, struct trace_result *out);
 
 #endif

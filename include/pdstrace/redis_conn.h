@@ -18,7 +18,7 @@ enum redis_conn_state {
 };
 
 struct redis_conn_config {
-    const char *url;             /* redis://[:password@]host[:port][/db] */
+    const char *url;             /* redis://[[user]:password@]host[:port][/db] */
     unsigned connect_timeout_ms; /* 0 means 1000 */
     unsigned command_timeout_ms; /* 0 means 1000 */
     unsigned reconnect_min_ms;   /* first backoff step; 0 means 100 */
@@ -30,12 +30,13 @@ struct redis_url {
     char host[256];
     int port;
     int db;
+    char user[256];     /* a Redis 6 ACL user; "" for the default user */
     char password[256]; /* "" when none */
 };
 
-/* Parses redis://[:password@]host[:port][/db] (port 6379 and db 0 by default; the password
- * may be percent-encoded; an IPv6 host goes in brackets; a user name is rejected). Returns 0
- * or ERR_INVALID_INPUT, leaving out untouched on failure. */
+/* Parses redis://[[user]:password@]host[:port][/db] (port 6379 and db 0 by default; user
+ * and password may be percent-encoded; a user needs a password; an IPv6 host goes in
+ * brackets). Returns 0 or ERR_INVALID_INPUT, leaving out untouched on failure. */
 int redis_url_parse(const char *url, struct redis_url *out);
 
 /* status is 0 with a reply (which may be a Redis error reply: check reply->type), or
@@ -45,8 +46,9 @@ int redis_url_parse(const char *url, struct redis_url *out);
 typedef void redis_conn_cb(int status, struct redisReply *reply, void *arg);
 
 /* Validates cfg (copied) and starts connecting at once; an unreachable Redis is not an error
- * here, the connection keeps retrying. hiredis resolves host names with a blocking
- * getaddrinfo, so use an IP address or a name from /etc/hosts. */
+ * here, the connection keeps retrying. A host name is looked up again on every attempt with
+ * uv_getaddrinfo, off the loop, within the connect deadline; hiredis only ever sees the
+ * numeric address (its own lookup would block). */
 int redis_conn_new(struct redis_conn **out, uv_loop_t *loop, const struct redis_conn_config *cfg);
 
 /* Pending commands complete with UV_ECANCELED (from inside this call, or right after the

@@ -4,28 +4,32 @@
 #include <stdbool.h>
 #include <uv.h>
 
+#include "pdstrace/http_client.h"
+
 /* OAuth2 access tokens for PDS (signed-JWT application-restricted auth, DESIGN.md §4):
  * signs a client assertion, exchanges it at the token URL, caches the token until shortly
  * before it expires, and keeps at most one refresh in flight, however many callers wait. */
 struct token_source;
-struct http_client;
 
 struct token_config {
     const char *token_url;
     const char *client_id;
     const char *kid;
-    const char *key_file;     /* PEM RSA private key */
-    unsigned timeout_ms;      /* per exchange; 0 means 10000 */
-    unsigned refresh_early_s; /* refresh this long before expiry; 0 means 60 */
+    const char *key_file;       /* PEM RSA private key */
+    unsigned timeout_ms;        /* per exchange; 0 means 10000 */
+    unsigned refresh_early_s;   /* refresh this long before expiry; 0 means 60 */
+    struct http_client_tls tls; /* PEM files for the token endpoint, which is on the PDS
+                                   host: the same as the PDS client's; NULL or "": none */
 };
 
 /* token is borrowed; valid until cb returns. status is 0, ERR_UPSTREAM(_TIMEOUT) when the
- * token endpoint failed or could not be reached, ERR_UPSTREAM_REJECTED when it refused our
- * assertion, or UV_ECANCELED (token_source_free). */
+ * token endpoint failed or could not be reached, ERR_UPSTREAM_TLS when a certificate was
+ * refused, ERR_UPSTREAM_REJECTED when it refused our assertion, or UV_ECANCELED
+ * (token_source_free). */
 typedef void token_cb(int status, const char *token, void *arg);
 
-/* Loads the key (ERR_CONFIG if unusable). cfg is copied; http is borrowed and must outlive
- * the source. Nothing is fetched until the first token_get. */
+/* Loads the key (ERR_CONFIG if unusable). cfg is copied (the TLS file names too); http is
+ * borrowed and must outlive the source. Nothing is fetched until the first token_get. */
 int token_source_new(struct token_source **out, uv_loop_t *loop, struct http_client *http,
                      const struct token_config *cfg);
 

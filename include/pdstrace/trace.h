@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 
+#include "pdstrace/cascade.h"
 #include "pdstrace/demographics.h"
 #include "pdstrace/match.h"
 
@@ -14,16 +15,30 @@ struct pds_client;
 struct cache;
 
 struct trace_service_config {
-    struct match_bands bands;
-    bool fuzzy;
+    struct cascade_options cascade;
+    unsigned deadline_ms; /* one trace with PDS, every step and retry included; 0: 30 s */
 };
 
-/* status 0: r holds the result. Otherwise the trace failed: ERR_UPSTREAM or
- * ERR_UPSTREAM_TIMEOUT (PDS unavailable after retries), ERR_UPSTREAM_REJECTED (PDS refused
- * our request; detail holds its error code, e.g. "INVALID_SEARCH_DATA"), ERR_PARSE (PDS
- * answered nonsense), UV_ECANCELED. r and detail are borrowed; valid until cb returns;
- * detail is "" when there is none. */
+/* status 0: r holds the result. Otherwise the trace failed: ERR_UPSTREAM or ERR_UPSTREAM_TLS
+ * (PDS unavailable after retries), ERR_UPSTREAM_TIMEOUT (also: the trace's deadline
+ * passed), ERR_UPSTREAM_REJECTED (PDS refused our request, or gave an answer that is none
+ * of the ones it gives; detail says what came back, e.g. "the search: OperationOutcome
+ * not-supported"), ERR_RATE_LIMITED (the PDS queue is full), UV_ECANCELED (shutdown, or
+ * the caller left). r and detail are borrowed; valid until cb returns; detail is "" when
+ * there is none. */
 typedef void trace_cb(int status, const struct trace_result *r, const char *detail, void *arg);
+
+/* Whether the caller of a trace has gone (arg is the trace's cb arg). */
+typedef bool trace_gone_fn(void *arg);
+
+/* One trace request; copied by trace_run. */
+struct trace_call {
+    const char *trace_id; /* sent to PDS as X-Correlation-ID */
+    trace_cb *cb;
+    trace_gone_fn *gone; /* NULL, or asked before every PDS request: once true, the trace
+                            stops with UV_ECANCELED rather than spend the PDS budget */
+    void *arg;
+};
 
 /* pds and cache (NULL: no caching) are borrowed and must outlive the service. */
 int trace_service_new(struct trace_service **out, struct pds_client *pds, struct cache *cache,
@@ -36,10 +51,10 @@ void trace_service_free(struct trace_service *svc);
  * starting the next one, so that the PDS client and Redis can be freed under it. */
 void trace_service_shutdown(struct trace_service *svc);
 
-/* Starts a trace of d (copied) under trace_id (copied; sent to PDS as X-Correlation-ID).
- * Returns 0 and calls cb exactly once later, or returns <0 and never calls cb. */
-int trace_run(struct trace_service *svc, const struct demographics *d, const char *trace_id,
-              trace_cb *cb, void *arg);
+/* Starts a trace of d (copied). Returns 0 and calls call->cb exactly once later, or returns
+ * <0 and never calls it. */
+int trace_run(struct trace_service *svc, const struct demographics *d,
+              const struct trace_call *call);
 
 /* Traces in progress. */
 unsigned trace_service_active(const struct trace_service *svc);

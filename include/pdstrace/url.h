@@ -9,4 +9,11 @@
  * unspecified). */
 int url_decode(char *s, bool plus_is_space);
 
+struct buf;
+
+/* Appends "name=value" to q, after a '&' when q is not empty, percent-encoding every byte
+ * but A-Z a-z 0-9 - . _ ~ (so UTF-8 bytes become %XX, '*' %2A, space %20). Returns 0,
+ * ERR_INVALID_INPUT, ERR_TOO_LARGE or UV_ENOMEM; on failure q is left as it was. */
+int url_query_append(struct buf *q, const char *name, const char *value);
+
 #endif

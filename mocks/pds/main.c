@@ -13,6 +13,7 @@
 #include "pdstrace/err.h"
 #include "pdstrace/log.h"
 #include "population.h"
+#include "sandbox.h"
 #include "server.h"
 
 /* mock-pds: the command line around server.c. Exit codes as pds-trace's: 0 done, 1 failed
@@ -26,6 +27,7 @@ struct opts {
     const char *population;
     const char *out;
     const char *log_level;
+    const char *sandbox;
     unsigned long long generate;
     unsigned long long seed;
     bool has_generate;
@@ -64,6 +66,7 @@ static const struct opt options[] = {
     OPT("--rate-limit", K_UINT, cfg.faults.rate_limit_per_min),
     OPT("--seed-faults", K_U64, cfg.fault_seed),
     OPT("--log-level", K_STR, log_level),
+    OPT("--sandbox", K_STR, sandbox),
     OPT("--help", K_FLAG, help),
 };
 
@@ -77,7 +80,7 @@ static void usage(FILE *f)
                "                [--latency-ms N] [--fail-rate F] [--fail-status 503|429|...]\n"
                "                [--retry-after S] [--reset-rate F] [--rate-limit N] "
                "[--seed-faults S]\n"
-               "                [--log-level debug|info|warn|error]\n\n"
+               "                [--log-level debug|info|warn|error] [--sandbox DIR]\n\n"
                "A synthetic PDS FHIR server (mocks/pds/README.md). --port 0 picks a free port,\n"
                "logged as {\"msg\":\"listening\",\"port\":N}. Defaults: host 127.0.0.1, seed 1,\n"
                "token TTL 599 s, fail statuses 503, no faults. --rate-limit counts requests per\n"
@@ -331,5 +334,15 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     if (o.out != NULL)
         return save(pop, o.out);
-    return serve(&o, pop);
+    struct sandbox *sb = NULL;
+    if (o.sandbox != NULL && sandbox_load(&sb, o.sandbox) != 0) {
+        fprintf(stderr, "mock-pds: --sandbox %s: not a directory of PDS example bodies\n",
+                o.sandbox);
+        population_free(pop);
+        return EXIT_USAGE;
+    }
+    o.cfg.sandbox = sb;
+    rc = serve(&o, pop);
+    sandbox_free(sb);
+    return rc;
 }

@@ -19,6 +19,7 @@
 #include "pdstrace/router.h"
 #include "pdstrace/url.h"
 #include "population.h"
+#include "sandbox.h"
 #include "search.h"
 
 #define FHIR_JSON     "application/fhir+json"
@@ -66,6 +67,7 @@ struct app_window {
 struct mock_pds {
     uv_loop_t *loop;
     struct population *pop;
+    const struct sandbox *sandbox;
     struct http_server *server;
     struct router *router;
     struct jwt_pubkey *pubkey;
@@ -677,7 +679,8 @@ static void serve_search(struct fhir_req *r)
     fhir_base(r, base, sizeof(base));
     struct search_ctx ctx = {.base_url = base, .now = 0};
     json_t *body = NULL;
-    int status = search_patients(r->m->pop, kv.items, kv.n, &ctx, &body);
+    int status = r->m->sandbox != NULL ? sandbox_search(r->m->sandbox, kv.items, kv.n, &body)
+                                       : search_patients(r->m->pop, kv.items, kv.n, &ctx, &body);
     kv_free(&kv);
     answer(r, status, body, NULL);
 }
@@ -685,7 +688,8 @@ static void serve_search(struct fhir_req *r)
 static void serve_retrieve(struct fhir_req *r)
 {
     json_t *body = NULL;
-    int status = search_retrieve(r->m->pop, r->id, &body);
+    int status = r->m->sandbox != NULL ? sandbox_retrieve(r->m->sandbox, r->id, &body)
+                                       : search_retrieve(r->m->pop, r->id, &body);
     const char *version =
         json_string_value(json_object_get(json_object_get(body, "meta"), "versionId"));
     if (status == 200 && version != NULL) {
@@ -1106,6 +1110,7 @@ static int copy_config(struct mock_pds *m, const struct mock_pds_config *cfg)
     m->token_url = cfg->token_url != NULL ? strdup(cfg->token_url) : NULL;
     m->token_ttl_s = cfg->token_ttl_s;
     m->faults = cfg->faults;
+    m->sandbox = cfg->sandbox;
     m->prng = cfg->fault_seed;
     m->next_seq = 1;
     m->tokens = json_object();

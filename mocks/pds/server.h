@@ -31,6 +31,8 @@ struct mock_pds_faults {
     unsigned hang_next;  /* the next N FHIR requests are never answered */
 };
 
+struct sandbox;
+
 struct mock_pds_config {
     const char *host; /* copied */
     int port;         /* 0 picks a free port */
@@ -42,6 +44,9 @@ struct mock_pds_config {
     unsigned token_ttl_s;  /* lifetime of issued tokens; expires_in */
     uint64_t fault_seed;   /* seeds the PRNG behind fail_rate and reset_rate */
     struct mock_pds_faults faults;
+    /* Answer FHIR requests as NHS England's public sandbox does (sandbox.h), instead of
+     * from the population; borrowed, must outlive the mock. NULL: the population. */
+    const struct sandbox *sandbox;
 };
 
 /* Sets the defaults: 127.0.0.1, port 0, no auth, token TTL 599 s, fail statuses 503, no

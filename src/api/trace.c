@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "pdstrace/buf.h"
+#include "pdstrace/config.h"
 #include "pdstrace/crypto.h"
 #include "pdstrace/demographics.h"
 #include "pdstrace/err.h"
@@ -21,6 +22,7 @@ struct trace_request {
     char case_id[65];
     char purpose[201];
     const char *caller;
+    const struct config *cfg;
 };
 
 static void today_utc(char out[11])
@@ -52,22 +54,38 @@ static void answer(struct trace_request *t, const struct trace_result *r)
     err = err ? err : trace_result_format(r, &b);
     err = err ? err : buf_append_str(&b, ",\"write_back\":\"not_requested\"}");
     if (err)
-        http_exchange_respond_error(t->x, 500, "internal", NULL, err_str(err));
+        http_exchange_respond_error(t->x, err_http_status(err), err_api_code(err), NULL,
+                                    err_str(err));
     else
         http_exchange_respond(t->x, 200, "application/json", b.data, b.len);
     buf_free(&b);
 }
 
+/* How long a caller turned away for a full PDS queue should wait: about the time the
+ * queue takes to drain at the rate limit. */
+static void add_retry_after(struct http_exchange *x, const struct config *cfg)
+{
+    char v[16];
+    double s = cfg->pds.rate > 0 ? cfg->pds.max_queue / cfg->pds.rate : 1;
+    snprintf(v, sizeof(v), "%u", s < 1 ? 1u : s > 60 ? 60u : (unsigned)s);
+    http_exchange_add_header(x, "Retry-After", v);
+}
+
+/* Statuses and codes come from err.c; only the message is this route's. */
 static void fail(struct trace_request *t, int status, const char *detail)
 {
-    char msg[160];
-    int http = status == ERR_UPSTREAM_REJECTED ? 502 : 503;
-    const char *code = status == ERR_UPSTREAM_REJECTED ? "pds_rejected" : "pds_unavailable";
+    char msg[192];
     if (status == ERR_UPSTREAM_REJECTED)
-        snprintf(msg, sizeof(msg), "PDS rejected the search: %s", detail[0] ? detail : "?");
-    else
+        snprintf(msg, sizeof(msg), "PDS refused %s", detail[0] ? detail : "the request");
+    else if (status == ERR_RATE_LIMITED)
+        snprintf(msg, sizeof(msg), "too many traces are waiting for PDS: retry later");
+    else if (err_http_status(status) == 503)
         snprintf(msg, sizeof(msg), "PDS is unavailable: %s", err_str(status));
-    http_exchange_respond_error(t->x, http, code, NULL, msg);
+    else
+        snprintf(msg, sizeof(msg), "%s", err_str(status));
+    if (status == ERR_RATE_LIMITED)
+        add_retry_after(t->x, t->cfg);
+    http_exchange_respond_error(t->x, err_http_status(status), err_api_code(status), NULL, msg);
 }
 
 static void on_traced(int status, const struct trace_result *r, const char *detail, void *arg)
@@ -84,6 +102,13 @@ static void on_traced(int status, const struct trace_result *r, const char *deta
     else
         fail(t, status, detail);
     free(t);
+}
+
+/* A caller that hung up gets no answer, so its trace need not spend the PDS budget. */
+static bool caller_gone(void *arg)
+{
+    const struct trace_request *t = arg;
+    return http_exchange_is_detached(t->x);
 }
 
 static int parse_body(struct http_exchange *x, struct demographics *d)
@@ -122,15 +147,18 @@ static void post_trace(struct http_exchange *x, const struct route_params *p, vo
         return;
     struct trace_request *t = calloc(1, sizeof(*t));
     if (t == NULL) {
-        http_exchange_respond_error(x, 500, "internal", NULL, "out of memory");
+        http_exchange_respond_error(x, err_http_status(UV_ENOMEM), err_api_code(UV_ENOMEM), NULL,
+                                    err_str(UV_ENOMEM));
         return;
     }
     t->x = x;
+    t->cfg = ctx->cfg;
     t->caller = api_caller(x);
     crypto_uuid4(t->trace_id);
     memcpy(t->case_id, d.case_id, sizeof(t->case_id));
     memcpy(t->purpose, d.purpose, sizeof(t->purpose));
-    int err = trace_run(ctx->traces, &d, t->trace_id, on_traced, t);
+    const struct trace_call call = {t->trace_id, on_traced, caller_gone, t};
+    int err = trace_run(ctx->traces, &d, &call);
     if (err) {
         fail(t, err, "");
         free(t);

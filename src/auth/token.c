@@ -48,6 +48,8 @@ struct token_source {
     char *token_url;
     char *client_id;
     char *kid;
+    char *tls_names[3]; /* ca, cert, key: copies behind tls */
+    struct http_client_tls tls;
     unsigned timeout_ms;
     unsigned refresh_early_s;
     char *token;             /* the cached token, or NULL */
@@ -83,9 +85,10 @@ static void deliver(struct token_source *ts, int status)
 
 /* ---- the exchange ---- */
 
+/* ERR_UPSTREAM_TLS passes through: a refused certificate is not retried by anyone. */
 static int map_transport(int status)
 {
-    if (status == ERR_UPSTREAM_TIMEOUT || status == UV_ECANCELED)
+    if (status == ERR_UPSTREAM_TIMEOUT || status == ERR_UPSTREAM_TLS || status == UV_ECANCELED)
         return status;
     return ERR_UPSTREAM;
 }
@@ -209,7 +212,8 @@ static int start_exchange(struct token_source *ts)
                                       .body = buf_cstr(&body),
                                       .body_len = body.len,
                                       .timeout_ms = ts->timeout_ms,
-                                      .max_response_bytes = MAX_RESPONSE_BYTES};
+                                      .max_response_bytes = MAX_RESPONSE_BYTES,
+                                      .tls = &ts->tls};
     if (!err)
         err = http_client_request(ts->http, &req, on_exchange, x);
     buf_free(&body);
@@ -299,8 +303,28 @@ static void strings_free(struct token_source *ts)
     free(ts->token_url);
     free(ts->client_id);
     free(ts->kid);
+    for (size_t i = 0; i < ARRAY_SIZE(ts->tls_names); i++)
+        free(ts->tls_names[i]);
     free(ts->token);
     jwt_key_free(ts->key);
+}
+
+/* NULL stays NULL; anything else is copied, so that *out is NULL only when s was. */
+static int copy_opt(char **out, const char *s)
+{
+    *out = s != NULL ? strdup(s) : NULL;
+    return s != NULL && *out == NULL ? UV_ENOMEM : 0;
+}
+
+static int copy_tls(struct token_source *ts, const struct http_client_tls *tls)
+{
+    int err = copy_opt(&ts->tls_names[0], tls->ca_file);
+    if (!err)
+        err = copy_opt(&ts->tls_names[1], tls->cert_file);
+    if (!err)
+        err = copy_opt(&ts->tls_names[2], tls->key_file);
+    ts->tls = (struct http_client_tls){ts->tls_names[0], ts->tls_names[1], ts->tls_names[2]};
+    return err;
 }
 
 static int copy_config(struct token_source *ts, const struct token_config *cfg)
@@ -312,7 +336,8 @@ static int copy_config(struct token_source *ts, const struct token_config *cfg)
         return UV_ENOMEM;
     ts->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : DEFAULT_TIMEOUT_MS;
     ts->refresh_early_s = cfg->refresh_early_s ? cfg->refresh_early_s : DEFAULT_REFRESH_EARLY_S;
-    return jwt_key_load(&ts->key, cfg->key_file);
+    int err = copy_tls(ts, &cfg->tls);
+    return err ? err : jwt_key_load(&ts->key, cfg->key_file);
 }
 
 int token_source_new(struct token_source **out, uv_loop_t *loop, struct http_client *http,

@@ -30,6 +30,19 @@ void buf_reset(struct buf *b)
         b->data[0] = '\0';
 }
 
+void buf_truncate(struct buf *b, size_t len)
+{
+    if (len >= b->len)
+        return;
+    b->len = len;
+    b->data[len] = '\0';
+}
+
+size_t buf_len(const struct buf *b)
+{
+    return b->len;
+}
+
 /* Makes room for len + extra bytes plus the terminating NUL. */
 static int reserve(struct buf *b, size_t extra)
 {

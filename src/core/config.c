@@ -6,9 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <jansson.h>
+#include <netinet/in.h>
+#include <uv.h>
 
 #include "pdstrace/err.h"
 #include "pdstrace/macros.h"
+#include "pdstrace/redis_conn.h"
 
 enum setting_type {
     T_STR,
@@ -72,7 +75,8 @@ static const struct setting settings[] = {
         "new one, which is refused only when none is idle"),
     NUM("server.max_connections_per_client", T_UINT, server.max_connections_per_client, "256", 1,
         1000000, "open connections from one client address, with the same rule"),
-    STR("redis.url", redis.url, "redis://127.0.0.1:6379/0", "redis://[:password@]host:port/db"),
+    STR("redis.url", redis.url, "redis://127.0.0.1:6379/0",
+        "redis://[[user]:password@]host:port/db (host: an address or a DNS name)"),
     NUM("redis.connect_timeout_ms", T_UINT, redis.connect_timeout_ms, "1000", 10, 60000,
         "Redis connect deadline"),
     NUM("redis.command_timeout_ms", T_UINT, redis.command_timeout_ms, "1000", 10, 60000,
@@ -103,6 +107,9 @@ static const struct setting settings[] = {
     STR("pds.client_key_file", pds.client_key_file, "", "PEM private key of that certificate"),
     NUM("pds.fuzzy", T_BOOL, pds.fuzzy, "false", 0, 0,
         "add a fuzzy search to the cascade (gives wrong people more often)"),
+    NUM("pds.history", T_BOOL, pds.history, "true", 0, 0,
+        "searches carry _history=true (previous names and addresses count); NHS England's "
+        "public sandbox answers only searches without it"),
     NUM("match.accept_score", T_DOUBLE, match.accept_score, "0.95", 0, 1,
         "lowest score for outcome matched"),
     NUM("match.review_score", T_DOUBLE, match.review_score, "0.85", 0, 1,
@@ -360,15 +367,43 @@ static int check_url(const struct setting *s, const char *url, char *err, size_t
     return fail(err, n, s, "must be an http:// or https:// URL");
 }
 
+/* The listener binds what it is given, without a lookup: a host name is refused here
+ * rather than failing later as a bind error. The IPv6 test is the listener's own. */
+static int check_listen(const struct config *c, char *err, size_t n)
+{
+    char host[256];
+    unsigned char addr[sizeof(struct in6_addr)];
+    int port;
+    const struct setting *s = find_setting("listen");
+    if (config_parse_listen(c->listen, host, sizeof(host), &port))
+        return fail(err, n, s, "must be host:port with a port 0-65535");
+    if (uv_inet_pton(strchr(host, ':') != NULL ? AF_INET6 : AF_INET, host, addr) != 0)
+        return fail(err, n, s,
+                    "the host must be an IP address such as 0.0.0.0, 127.0.0.1 or [::] "
+                    "(host names are not resolved)");
+    return 0;
+}
+
+/* The parser the connection uses, so that whatever passes here also connects; the
+ * message never repeats the URL, which may hold a password. */
+static int check_redis_url(const struct config *c, char *err, size_t n)
+{
+    struct redis_url u;
+    if (redis_url_parse(c->redis.url, &u) == 0)
+        return 0;
+    return fail(err, n, find_setting("redis.url"),
+                "must be redis://[[user]:password@]host[:port][/db] with a port 1-65535 "
+                "and a db 0-65535");
+}
+
 /* Checks that concern more than one setting, or a setting's shape beyond its type. */
 static int check(const struct config *c, char *err, size_t n)
 {
-    char host[256];
-    int port, e = 0;
-    if (config_parse_listen(c->listen, host, sizeof(host), &port))
-        return fail(err, n, find_setting("listen"), "must be host:port with a port 0-65535");
-    if (strncmp(c->redis.url, "redis://", 8) != 0)
-        return fail(err, n, find_setting("redis.url"), "must be a redis:// URL");
+    int e = check_listen(c, err, n);
+    if (!e)
+        e = check_redis_url(c, err, n);
+    if (e)
+        return e;
     if (c->match.review_score > c->match.accept_score)
         return fail(err, n, find_setting("match.review_score"),
                     "must not be above match.accept_score");

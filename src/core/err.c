@@ -24,11 +24,12 @@ static const struct err_entry entries[] = {
     [ERR_UPSTREAM_TLS - ERR_BASE] = {"ERR_UPSTREAM_TLS", "upstream TLS certificate check failed",
                                      503, "pds_unavailable"},
     [ERR_RATE_LIMITED - ERR_BASE] = {"ERR_RATE_LIMITED", "rate limited", 429, "rate_limited"},
-    [ERR_UNAVAILABLE - ERR_BASE] = {"ERR_UNAVAILABLE", "dependency unavailable", 503, "internal"},
+    [ERR_UNAVAILABLE -
+        ERR_BASE] = {"ERR_UNAVAILABLE", "dependency unavailable", 503, "store_unavailable"},
     [ERR_TOO_LARGE - ERR_BASE] = {"ERR_TOO_LARGE", "too large", 413, "payload_too_large"},
     [ERR_UNAUTHORISED - ERR_BASE] = {"ERR_UNAUTHORISED", "unauthorised", 401, "unauthorised"},
     [ERR_FORBIDDEN - ERR_BASE] = {"ERR_FORBIDDEN", "forbidden", 403, "forbidden"},
-    [ERR_PARSE - ERR_BASE] = {"ERR_PARSE", "malformed data", 502, "internal"},
+    [ERR_PARSE - ERR_BASE] = {"ERR_PARSE", "malformed data", 502, "pds_rejected"},
     [ERR_CONFIG - ERR_BASE] = {"ERR_CONFIG", "bad setting", 500, "internal"},
     [ERR_INTERNAL - ERR_BASE] = {"ERR_INTERNAL", "internal error", 500, "internal"},
 };

@@ -47,6 +47,10 @@ struct http_request {
     struct buf body;
     struct buf hdrs; /* "name\0value\0" pairs of the last response */
     int too_large;
+    unsigned sends; /* requests curl has put on the wire, its own re-sends included */
+    http_client_send_fn *on_send;
+    void *send_arg;
+    char errbuf[CURL_ERROR_SIZE]; /* curl's words for a failure: the TLS warning quotes it */
     http_client_cb *cb;
     void *arg;
     struct http_request *prev, *next;
@@ -213,7 +217,43 @@ static void on_timeout(uv_timer_t *t)
 
 /* ---- completion ---- */
 
-/* The one place where curl's results become our codes. */
+/* Certificates refused by either side, and TLS files or settings we cannot use: asking
+ * again gets the same answer, so these are not transient. */
+static int is_tls_refusal(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CLIENTCERT:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* A failed handshake (CURLE_SSL_CONNECT_ERROR) is transient when the connection was cut
+ * (a reset or EOF while a load balancer restarts), but not when the peer sent a TLS alert:
+ * that is a refusal, such as a server that wants a client certificate. With TLS 1.3 that
+ * refusal ("tlsv13 alert certificate required") only shows at the first read, as
+ * CURLE_RECV_ERROR. OpenSSL names every alert "... alert <reason>". */
+static int is_tls_alert(CURLcode rc, const char *errbuf)
+{
+    if (rc != CURLE_SSL_CONNECT_ERROR && rc != CURLE_RECV_ERROR)
+        return 0;
+    return strstr(errbuf, " alert ") != NULL;
+}
+
+/* The one place where curl's results become our codes. A send stopped by on_send
+ * (CURLE_ABORTED_BY_CALLBACK) is an ERR_UPSTREAM like a dead connection, so that the
+ * caller's own retry, which waits for the rate budget, takes over. */
 static int map_result(CURLcode rc, const struct http_request *r)
 {
     if (rc == CURLE_OK)
@@ -222,8 +262,32 @@ static int map_result(CURLcode rc, const struct http_request *r)
         return ERR_UPSTREAM_TIMEOUT;
     if (rc == CURLE_WRITE_ERROR && r->too_large)
         return ERR_TOO_LARGE;
+    if (is_tls_refusal(rc) || is_tls_alert(rc, r->errbuf))
+        return ERR_UPSTREAM_TLS;
     log_msgf(LOG_LEVEL_DEBUG, NULL, "http_client: transfer failed: %s", curl_easy_strerror(rc));
     return ERR_UPSTREAM;
+}
+
+/* One warning per failed transfer, naming the host (never the URL, whose query holds
+ * personal data) and what curl and the certificate check said: operators must be able to
+ * tell a missing private CA from an expired certificate without a packet capture. */
+static void log_tls_failure(CURL *easy, CURLcode rc, const struct http_request *r)
+{
+    char *url = NULL;
+    char *host = NULL;
+    long verify = 0;
+    CURLU *u = curl_url();
+
+    curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &url);
+    curl_easy_getinfo(easy, CURLINFO_SSL_VERIFYRESULT, &verify);
+    if (u != NULL && url != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK)
+        curl_url_get(u, CURLUPART_HOST, &host, 0);
+    log_event(LOG_LEVEL_WARN, NULL, "upstream TLS failure",
+              json_pack("{s:s,s:s,s:I}", "host", host != NULL ? host : "unknown", "error",
+                        r->errbuf[0] != '\0' ? r->errbuf : curl_easy_strerror(rc), "verify_result",
+                        (json_int_t)verify));
+    curl_free(host);
+    curl_url_cleanup(u);
 }
 
 /* Takes the request off the multi and frees everything curl could still read. */
@@ -265,6 +329,8 @@ static void finish(CURL *easy, CURLcode rc)
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r->res.status);
     curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME, &r->res.seconds);
     int status = map_result(rc, r);
+    if (status == ERR_UPSTREAM_TLS)
+        log_tls_failure(easy, rc, r);
     detach(r);
     complete(r, status);
 }
@@ -448,6 +514,11 @@ static CURLcode set_limits(CURL *e, const struct http_client_request *req)
         rc = curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)conn);
     if (rc == CURLE_OK)
         rc = curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075700 /* 7.87.0 */
+    /* Else a transfer ended during a lookup joins the resolver thread, stopping the loop. */
+    if (rc == CURLE_OK)
+        rc = curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L);
+#endif
     if (rc == CURLE_OK)
         rc = curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     return rc;
@@ -473,6 +544,61 @@ static CURLcode set_io(CURL *e, struct http_request *r, const struct http_client
     return rc;
 }
 
+static int is_set(const char *s)
+{
+    return s != NULL && s[0] != '\0';
+}
+
+/* A ca_file replaces the system's CAs rather than adding to them, so CURLOPT_CAPATH (on
+ * Debian /etc/ssl/certs) is cleared too. curl copies the strings. */
+static CURLcode set_tls(CURL *e, const struct http_client_tls *tls)
+{
+    CURLcode rc = CURLE_OK;
+
+    if (tls == NULL)
+        return CURLE_OK;
+    if (is_set(tls->ca_file)) {
+        rc = curl_easy_setopt(e, CURLOPT_CAINFO, tls->ca_file);
+        if (rc == CURLE_OK)
+            rc = curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
+    }
+    if (rc == CURLE_OK && is_set(tls->cert_file))
+        rc = curl_easy_setopt(e, CURLOPT_SSLCERT, tls->cert_file);
+    if (rc == CURLE_OK && is_set(tls->key_file))
+        rc = curl_easy_setopt(e, CURLOPT_SSLKEY, tls->key_file);
+    return rc;
+}
+
+/* curl's pre-request callback runs before every send, including the one it makes by
+ * itself when a reused connection died unanswered; counting here is the only way to see
+ * those. Bookkeeping only: curl must not be called from here. */
+static int on_prereq(void *clientp, char *primary_ip, char *local_ip, int primary_port,
+                     int local_port)
+{
+    struct http_request *r = clientp;
+    UNUSED(primary_ip);
+    UNUSED(local_ip);
+    UNUSED(primary_port);
+    UNUSED(local_port);
+
+    r->sends++;
+    if (r->on_send != NULL && r->on_send(r->sends, r->send_arg) < 0)
+        return CURL_PREREQFUNC_ABORT;
+    return CURL_PREREQFUNC_OK;
+}
+
+static CURLcode set_hooks(CURL *e, struct http_request *r, const struct http_client_request *req)
+{
+    r->on_send = req->on_send;
+    r->send_arg = req->send_arg;
+    CURLcode rc = curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+    if (rc == CURLE_OK)
+        rc = curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+    if (rc == CURLE_OK)
+        rc = curl_easy_setopt(e, CURLOPT_PREREQDATA, r);
+    return rc;
+}
+
 static int setup(struct http_request *r, const struct http_client_request *req)
 {
     int err = build_headers(r, req);
@@ -486,6 +612,10 @@ static int setup(struct http_request *r, const struct http_client_request *req)
         rc = set_limits(r->easy, req);
     if (rc == CURLE_OK)
         rc = set_method(r->easy, req);
+    if (rc == CURLE_OK)
+        rc = set_tls(r->easy, req->tls);
+    if (rc == CURLE_OK)
+        rc = set_hooks(r->easy, r, req);
     if (rc == CURLE_OUT_OF_MEMORY)
         return UV_ENOMEM;
     return rc == CURLE_OK ? 0 : ERR_INVALID_INPUT;

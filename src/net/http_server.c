@@ -1,4 +1,5 @@
 #include "pdstrace/http_server.h"
+#include "http_server_int.h"
 
 #include <http_parser.h>
 #include <jansson.h>
@@ -17,91 +18,11 @@
 #include "pdstrace/log.h"
 #include "pdstrace/macros.h"
 
-/* One read's worth of bytes; also the ceiling on bytes held back while a request is being
- * handled, so a client that floods us is simply not read any more. */
-#define READ_BUF_SIZE    65536
 #define MAX_HEADERS      100
 #define HEADER_OVERHEAD  4 /* ": " and CRLF, counted per header */
 #define RESP_HEADERS_MAX 8192
-#define REQUEST_ID_MAX   128
 #define LINGER_MS        2000
 #define LISTEN_BACKLOG   511
-
-enum conn_phase {
-    PHASE_WAIT,     /* accepted, nothing received yet: header timeout */
-    PHASE_IDLE,     /* keep-alive, between requests: idle timeout */
-    PHASE_HEADERS,  /* request line and headers: header timeout */
-    PHASE_BODY,     /* body: body timeout */
-    PHASE_HANDLING, /* the handler has the request: no timer, parser paused */
-    PHASE_WRITING,  /* the response is queued: write deadline (idle timeout) */
-    PHASE_LINGER,   /* write side shut, discarding input until EOF: linger deadline */
-};
-
-enum header_state { HS_NONE, HS_FIELD, HS_VALUE };
-
-struct http_server {
-    uv_loop_t *loop;
-    struct http_server_config cfg;
-    uv_tcp_t listener;
-    uv_timer_t drain_timer;
-    struct conn *conns;
-    unsigned nconns;
-    unsigned in_flight;
-    unsigned refs; /* the owner, two handles, one per connection struct */
-    int port;
-    char *host;
-    bool listener_open;
-    bool timer_open;
-    bool freeing;
-    bool draining;
-    http_server_drained_cb *drain_cb;
-    void *drain_arg;
-    time_t date_sec;
-    char date[40];
-    char rbuf[READ_BUF_SIZE];
-};
-
-struct conn {
-    struct http_server *srv;
-    struct conn *prev, *next;
-    uv_tcp_t tcp;
-    uv_timer_t timer;
-    uv_shutdown_t shutdown;
-    http_parser parser;
-    enum conn_phase phase;
-    struct buf pending;        /* bytes received but not yet parsed */
-    struct http_exchange *cur; /* the request being parsed, handled or answered */
-    unsigned refs;             /* one for the open handles, one per exchange */
-    int handles_open;
-    size_t header_bytes;
-    unsigned nheaders;
-    enum header_state hstate;
-    int fail_status;
-    const char *fail_code;
-    const char *fail_msg;
-    bool closing;
-    bool close_after;
-    bool msg_done;
-    bool read_paused;
-    bool eof;
-    bool headers_done;
-};
-
-struct http_exchange {
-    struct conn *conn;
-    unsigned refs; /* one for the connection, one for the handler */
-    bool detached;
-    bool responded;
-    bool keep_alive;
-    bool is_head;
-    bool http10;
-    const char *method;
-    const char *route;
-    const void *user;
-    unsigned long long start_ns;
-    struct buf url, path, query, headers, body, resp_headers;
-    char request_id[REQUEST_ID_MAX + 1];
-};
 
 struct write_req {
     uv_write_t req;
@@ -124,6 +45,7 @@ static void srv_unref(struct http_server *srv)
 {
     if (--srv->refs > 0)
         return;
+    http_limit_free(srv);
     free(srv->host);
     free(srv);
 }
@@ -200,6 +122,7 @@ static void set_phase(struct conn *c, enum conn_phase phase)
     };
     c->phase = phase;
     arm(c, ms[phase] ? *ms[phase] : 0, on_conn_timer);
+    http_limit_phase(c);
 }
 
 static void pause_reading(struct conn *c)
@@ -486,6 +409,7 @@ static void conn_teardown(struct conn *c, bool reset)
         return;
     c->closing = true;
     unlink_conn(c);
+    http_limit_forget(c);
     struct http_exchange *x = c->cur;
     c->cur = NULL;
     if (x != NULL) {
@@ -502,6 +426,11 @@ static void conn_teardown(struct conn *c, bool reset)
 static void conn_close(struct conn *c)
 {
     conn_teardown(c, false);
+}
+
+void http_conn_close(struct conn *c)
+{
+    conn_close(c);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -598,6 +527,55 @@ static void conn_fail(struct conn *c, int status, const char *code, const char *
     send_error(x, status, code, NULL, msg);
 }
 
+/* ---- strict framing --------------------------------------------------------------- */
+
+/* Debian builds http-parser with HTTP_PARSER_STRICT=0: it takes a bare LF, or a CR followed
+ * by anything, for a line end, and skips the two bytes after chunk data unseen. A proxy in
+ * front of us may frame such a request differently (request smuggling), so we check every
+ * byte the parser consumes outside body data: each LF follows a CR, each CR precedes an LF,
+ * and each chunk's data is followed by CRLF. on_body tells us where body data lies; every
+ * other byte lies before a data callback's token end or before where execute stopped. */
+static bool framing_ok(struct conn *c, const char *p, const char *end)
+{
+    for (; p < end; p++) {
+        char ch = *p;
+        if (c->crlf_due && ch != '\r')
+            return false;
+        c->crlf_due = false;
+        if ((c->scan_last == '\r') != (ch == '\n'))
+            return false;
+        c->scan_last = ch;
+    }
+    return true;
+}
+
+/* Checks the bytes after the last checked one up to end, in the buffer being parsed. */
+static int check_framing(struct conn *c, const char *end)
+{
+    const char *from = c->scan_at;
+    if (from == NULL || end <= from)
+        return 0;
+    c->scan_at = end;
+    if (framing_ok(c, from, end))
+        return 0;
+    return fail(c, 400, "invalid_field", "malformed HTTP framing");
+}
+
+/* The lenient parser reads "identity, chunked", "chunked, gzip" or a repeated header its
+ * own way, and a proxy in front of us may read them another. One Transfer-Encoding header
+ * whose value is the single coding "chunked" (in any case, as codings are
+ * case-insensitive) is all we accept. */
+static bool transfer_encoding_ok(const struct http_exchange *x)
+{
+    const char *v;
+    unsigned n = http_exchange_header_count(x, "Transfer-Encoding", &v);
+    if (n == 0)
+        return true;
+    if (n > 1 || strncasecmp(v, "chunked", 7) != 0)
+        return false;
+    return v[7 + strspn(v + 7, " \t")] == '\0';
+}
+
 /* ---- parser callbacks ------------------------------------------------------------- */
 
 static int count_header_bytes(struct conn *c, size_t n)
@@ -615,6 +593,7 @@ static int on_message_begin(http_parser *p)
     c->nheaders = 0;
     c->hstate = HS_NONE;
     c->headers_done = false;
+    c->want_continue = false;
     if (c->cur == NULL)
         c->cur = exchange_new(c);
     if (c->cur == NULL)
@@ -625,7 +604,7 @@ static int on_message_begin(http_parser *p)
 static int on_url(http_parser *p, const char *at, size_t len)
 {
     struct conn *c = p->data;
-    if (count_header_bytes(c, len))
+    if (check_framing(c, at + len) || count_header_bytes(c, len))
         return -1;
     if (memchr(at, '\0', len) != NULL)
         return fail(c, 400, "invalid_field", "malformed request target");
@@ -650,7 +629,7 @@ static int header_piece(struct conn *c, enum header_state to, const char *at, si
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     struct conn *c = p->data;
-    if (count_header_bytes(c, len))
+    if (check_framing(c, at + len) || count_header_bytes(c, len))
         return -1;
     if (c->headers_done)
         return 0; /* a trailer: counted, not kept */
@@ -672,7 +651,7 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
     struct conn *c = p->data;
-    if (count_header_bytes(c, len))
+    if (check_framing(c, at + len) || count_header_bytes(c, len))
         return -1;
     if (c->headers_done)
         return 0;
@@ -729,12 +708,14 @@ static int on_headers_complete(http_parser *p)
     choose_request_id(x);
     if (split_url(x) != 0)
         return fail(c, 400, "invalid_field", "malformed request target");
+    if (!transfer_encoding_ok(x))
+        return fail(c, 400, "invalid_field", "unsupported Transfer-Encoding");
     bool chunked = (p->flags & F_CHUNKED) != 0;
     if (!chunked && p->content_length != ULLONG_MAX &&
         p->content_length > c->srv->cfg.max_body_bytes)
         return fail(c, 413, "payload_too_large", "request body too large");
-    if (expects_continue(x, p) && queue_write(c, NULL, sizeof(CONTINUE_100) - 1, false) != 0)
-        return fail(c, 500, "internal", "write failed");
+    /* Sent by feed(), once the framing of the bytes parsed so far has been checked. */
+    c->want_continue = expects_continue(x, p);
     set_phase(c, PHASE_BODY);
     return 0;
 }
@@ -742,6 +723,13 @@ static int on_headers_complete(http_parser *p)
 static int on_body(http_parser *p, const char *at, size_t len)
 {
     struct conn *c = p->data;
+    if (check_framing(c, at))
+        return -1;
+    /* Body bytes are data, not framing. The parser counts content_length down before this
+     * call, so 0 in a chunked body means the chunk's data is complete. */
+    c->scan_at = at + len;
+    c->scan_last = 0;
+    c->crlf_due = (p->flags & F_CHUNKED) && p->content_length == 0;
     int err = buf_append(&c->cur->body, at, len);
     return err ? fail_buf(c, err, 413, "request body too large") : 0;
 }
@@ -755,6 +743,7 @@ static int on_message_complete(http_parser *p)
     x->keep_alive = http_should_keep_alive(p) && !p->upgrade;
     x->start_ns = uv_hrtime();
     c->msg_done = true;
+    c->want_continue = false; /* the body is all here already */
     http_parser_pause(p, 1);
     return 0;
 }
@@ -792,12 +781,31 @@ static void parse_failed(struct conn *c, enum http_errno e)
         conn_fail(c, 400, "invalid_field", "malformed HTTP request");
 }
 
+/* Runs the parser over data and checks the framing of the bytes it consumed. */
+static size_t parse(struct conn *c, const char *data, size_t n)
+{
+    c->scan_at = data;
+    size_t done = http_parser_execute(&c->parser, &parser_settings, data, n);
+    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+    if (e == HPE_OK || e == HPE_PAUSED)
+        check_framing(c, data + done);
+    c->scan_at = NULL;
+    return done;
+}
+
+static void send_continue(struct conn *c)
+{
+    c->want_continue = false;
+    if (queue_write(c, NULL, sizeof(CONTINUE_100) - 1, false) != 0)
+        conn_fail(c, 500, "internal", "write failed");
+}
+
 /* Runs the parser over bytes that are ours (copied or from the read buffer). */
 static void feed(struct conn *c, const char *data, size_t n)
 {
     if (c->phase == PHASE_WAIT || c->phase == PHASE_IDLE)
         set_phase(c, PHASE_HEADERS);
-    size_t done = http_parser_execute(&c->parser, &parser_settings, data, n);
+    size_t done = parse(c, data, n);
     if (c->closing)
         return;
     if (c->fail_status != 0) {
@@ -808,6 +816,8 @@ static void feed(struct conn *c, const char *data, size_t n)
     if (!c->msg_done) {
         if (e != HPE_OK || done != n)
             parse_failed(c, e);
+        else if (c->want_continue)
+            send_continue(c);
         return;
     }
     if (c->cur->keep_alive && done < n && buf_append(&c->pending, data + done, n - done)) {
@@ -926,13 +936,14 @@ static void on_connection(uv_stream_t *listener, int status)
         log_msgf(LOG_LEVEL_WARN, NULL, "accept failed: %s", uv_err_name(status));
         return;
     }
-    unsigned max = srv->cfg.max_connections;
-    struct conn *c = (max != 0 && srv->nconns >= max) ? NULL : conn_new(srv);
+    struct conn *c = conn_new(srv);
     if (c == NULL) {
         reject_one(srv);
         return;
     }
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 ||
+    /* Admission needs the peer's address, so the connection is accepted first; a refused
+     * one is closed before anything is read from it. */
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || http_limit_admit(c) != 0 ||
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
         conn_close(c);
         return;
@@ -1022,7 +1033,9 @@ int http_server_new(struct http_server **out, uv_loop_t *loop, const struct http
     srv->host = host;
     srv->refs = 1;
     raise_parser_limit(cfg->max_header_bytes);
-    int err = init_handles(srv);
+    int err = http_limit_init(srv);
+    if (!err)
+        err = init_handles(srv);
     if (!err)
         err = bind_listen(srv);
     if (err) {
@@ -1114,98 +1127,6 @@ void http_server_set_observer(http_server_observer_fn *fn)
 }
 
 /* ---- exchanges -------------------------------------------------------------------- */
-
-const char *http_exchange_method(const struct http_exchange *x)
-{
-    return x->method;
-}
-
-const char *http_exchange_path(const struct http_exchange *x)
-{
-    return buf_cstr(&x->path);
-}
-
-const char *http_exchange_query(const struct http_exchange *x)
-{
-    return buf_cstr(&x->query);
-}
-
-const char *http_exchange_header(const struct http_exchange *x, const char *name)
-{
-    const char *p = x->headers.data;
-    if (p == NULL)
-        return NULL; /* no headers: and NULL + 0 is undefined, so no end pointer either */
-    const char *end = p + x->headers.len;
-    while (p < end) {
-        const char *value = p + strlen(p) + 1;
-        if (value >= end)
-            return NULL;
-        if (strcasecmp(p, name) == 0)
-            return value;
-        p = value + strlen(value) + 1;
-    }
-    return NULL;
-}
-
-const char *http_exchange_body(const struct http_exchange *x, size_t *len)
-{
-    if (len != NULL)
-        *len = x->body.len;
-    return buf_cstr(&x->body);
-}
-
-const char *http_exchange_request_id(const struct http_exchange *x)
-{
-    return x->request_id;
-}
-
-unsigned long long http_exchange_start_ns(const struct http_exchange *x)
-{
-    return x->start_ns;
-}
-
-void http_exchange_set_route(struct http_exchange *x, const char *route)
-{
-    x->route = route;
-}
-
-const char *http_exchange_route(const struct http_exchange *x)
-{
-    return x->route != NULL ? x->route : "unmatched";
-}
-
-void http_exchange_set_user(struct http_exchange *x, const void *user)
-{
-    x->user = user;
-}
-
-const void *http_exchange_user(const struct http_exchange *x)
-{
-    return x->user;
-}
-
-int http_exchange_is_detached(const struct http_exchange *x)
-{
-    return x->detached;
-}
-
-static bool is_token(const char *s)
-{
-    static const char seps[] = "()<>@,;:\\\"/[]?={} \t";
-    if (*s == '\0')
-        return false;
-    for (; *s != '\0'; s++)
-        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f || strchr(seps, *s) != NULL)
-            return false;
-    return true;
-}
-
-int http_exchange_add_header(struct http_exchange *x, const char *name, const char *value)
-{
-    if (!is_token(name) || strpbrk(value, "\r\n") != NULL)
-        return ERR_INVALID_INPUT;
-    return buf_appendf(&x->resp_headers, "%s: %s\r\n", name, value);
-}
 
 void http_exchange_respond(struct http_exchange *x, int status, const char *content_type,
                            const char *body, size_t len)

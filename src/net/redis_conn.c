@@ -1,8 +1,11 @@
 #include "pdstrace/redis_conn.h"
 
+#include <netdb.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -47,11 +50,15 @@ struct redis_conn {
     unsigned ping_interval_ms;
     redisAsyncContext *ac; /* NULL unless a hiredis context is ours */
     enum redis_conn_state state;
-    uv_timer_t connect_timer; /* TCP connect + AUTH + SELECT deadline */
-    uv_timer_t command_timer; /* deadline of the oldest pending command */
-    uv_timer_t ping_timer;    /* heartbeat while connected */
-    uv_timer_t retry_timer;   /* backoff before the next attempt */
-    struct redis_cmd *head;   /* sent, unanswered, in reply order */
+    uv_getaddrinfo_t resolver;       /* host name lookup, off the loop thread */
+    bool resolving;                  /* resolver in flight (it holds a ref) */
+    bool resolve_wanted;             /* the current attempt waits for its answer */
+    char resolved[INET6_ADDRSTRLEN]; /* an answer that came during the backoff, or "" */
+    uv_timer_t connect_timer;        /* lookup + TCP connect + AUTH + SELECT deadline */
+    uv_timer_t command_timer;        /* deadline of the oldest pending command */
+    uv_timer_t ping_timer;           /* heartbeat while connected */
+    uv_timer_t retry_timer;          /* backoff before the next attempt */
+    struct redis_cmd *head;          /* sent, unanswered, in reply order */
     struct redis_cmd *tail;
     unsigned npending;   /* user commands in the FIFO */
     int fail_status;     /* status for NULL replies while we drop the context */
@@ -59,7 +66,7 @@ struct redis_conn {
     unsigned backoff_ms; /* next retry delay before jitter */
     unsigned failures;   /* attempts failed since the last success, for quieter logs */
     uint64_t seed;       /* xorshift state for the backoff jitter */
-    int refs;            /* timers not yet closed; memory goes when it reaches 0 */
+    int refs;            /* timers not yet closed + resolver in flight; free at 0 */
     bool closing;
 };
 
@@ -106,13 +113,27 @@ unsigned redis_conn_pending(const struct redis_conn *rc)
 
 /* ---- URL parsing ---- */
 
-static int decode_password(const char *s, size_t n, char *out, size_t size)
+static int decode_part(const char *s, size_t n, char *out, size_t size)
 {
     if (n == 0 || n >= size)
         return ERR_INVALID_INPUT;
     memcpy(out, s, n);
     out[n] = '\0';
     return url_decode(out, false);
+}
+
+/* The part before '@': ":password" (the default user, AUTH password) or "user:password"
+ * (a Redis 6 ACL user, AUTH user password). A user without a password is refused: it
+ * would need no AUTH at all. */
+static int parse_userinfo(const char *s, size_t n, struct redis_url *u)
+{
+    const char *colon = memchr(s, ':', n);
+    if (colon == NULL)
+        return ERR_INVALID_INPUT;
+    size_t ulen = (size_t)(colon - s);
+    if (ulen > 0 && decode_part(s, ulen, u->user, sizeof(u->user)) != 0)
+        return ERR_INVALID_INPUT;
+    return decode_part(colon + 1, n - ulen - 1, u->password, sizeof(u->password));
 }
 
 /* Parses a decimal number in [min, max] from exactly n characters. */
@@ -180,8 +201,7 @@ int redis_url_parse(const char *url, struct redis_url *out)
     const char *auth = url + sizeof(scheme) - 1;
     const char *at = strrchr(auth, '@');
     const char *hp = at != NULL ? at + 1 : auth;
-    if (at != NULL && (auth[0] != ':' || decode_password(auth + 1, (size_t)(at - auth - 1),
-                                                         u.password, sizeof(u.password))))
+    if (at != NULL && parse_userinfo(auth, (size_t)(at - auth), &u) != 0)
         return ERR_INVALID_INPUT;
     const char *slash = strchr(hp, '/');
     size_t hplen = slash != NULL ? (size_t)(slash - hp) : strlen(hp);
@@ -444,13 +464,23 @@ static void on_handshake_reply(struct redis_conn *rc, const redisReply *reply)
         mark_connected(rc);
 }
 
+/* AUTH user password for a Redis 6 ACL user; AUTH password for the default user, which
+ * older servers understand too. */
+static int format_auth(const struct redis_url *url, char **buf)
+{
+    const char *argv[] = {"AUTH", url->user, url->password};
+    if (url->user[0] != '\0')
+        return redisFormatCommandArgv(buf, 3, argv, NULL);
+    argv[1] = url->password;
+    return redisFormatCommandArgv(buf, 2, argv, NULL);
+}
+
 static int send_handshake(struct redis_conn *rc)
 {
     char *buf = NULL;
     int len, err = 0;
     if (rc->url.password[0] != '\0') {
-        const char *argv[] = {"AUTH", rc->url.password};
-        len = redisFormatCommandArgv(&buf, 2, argv, NULL);
+        len = format_auth(&rc->url, &buf);
         err = send_cmd(rc, CMD_HANDSHAKE, NULL, NULL, buf, len);
         rc->handshake_left += err == 0;
     }
@@ -512,6 +542,13 @@ static void on_disconnect(const redisAsyncContext *cac, int status)
 static void on_connect_timeout(uv_timer_t *t)
 {
     struct redis_conn *rc = container_of(t, struct redis_conn, connect_timer);
+    if (rc->ac == NULL) {
+        /* Still resolving. The lookup cannot be stopped once its thread has it: it runs
+         * on, and the next attempt adopts it instead of starting a second one. */
+        rc->resolve_wanted = false;
+        closed(rc, REDIS_CONN_CONNECTING, ERR_UPSTREAM_TIMEOUT, "connect timeout, resolving");
+        return;
+    }
     drop(rc, ERR_UPSTREAM_TIMEOUT, "connect timeout");
 }
 
@@ -543,11 +580,11 @@ static void on_ping(uv_timer_t *t)
         log_msgf(LOG_LEVEL_DEBUG, NULL, "redis heartbeat not sent: %s", err_name(err));
 }
 
-static void attempt(struct redis_conn *rc)
+/* Hands hiredis a numeric address: its own getaddrinfo then does no lookup, so the
+ * blocking resolver of 0.14.1 never stalls the loop. */
+static void connect_to(struct redis_conn *rc, const char *ip)
 {
-    rc->state = REDIS_CONN_CONNECTING;
-    rc->fail_status = 0;
-    redisAsyncContext *ac = redisAsyncConnect(rc->url.host, rc->url.port);
+    redisAsyncContext *ac = redisAsyncConnect(ip, rc->url.port);
     int err = ac == NULL ? UV_ENOMEM : convert_err(ac);
     if (err == 0 && redisLibuvAttach(ac, rc->loop) != REDIS_OK) {
         /* 0.14.1 installs the hooks before it can fail; without clearing them
@@ -565,7 +602,96 @@ static void attempt(struct redis_conn *rc)
     ac->data = rc;
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
+}
+
+static bool is_numeric(const char *host)
+{
+    unsigned char addr[sizeof(struct in6_addr)];
+    return uv_inet_pton(AF_INET, host, addr) == 0 || uv_inet_pton(AF_INET6, host, addr) == 0;
+}
+
+/* IPv4 first, then IPv6, as hiredis 0.14.1's own lookup does: "localhost" keeps reaching
+ * a Redis bound to 127.0.0.1 only. */
+static int pick_address(const struct addrinfo *res, char *ip, size_t size)
+{
+    const struct addrinfo *v6 = NULL;
+    for (const struct addrinfo *a = res; a != NULL; a = a->ai_next) {
+        if (a->ai_family == AF_INET)
+            return uv_ip4_name((const struct sockaddr_in *)(const void *)a->ai_addr, ip, size);
+        if (a->ai_family == AF_INET6 && v6 == NULL)
+            v6 = a;
+    }
+    if (v6 == NULL)
+        return UV_EAI_NONAME;
+    return uv_ip6_name((const struct sockaddr_in6 *)(const void *)v6->ai_addr, ip, size);
+}
+
+static void unref(struct redis_conn *rc)
+{
+    if (--rc->refs == 0)
+        free(rc);
+}
+
+/* Runs exactly once per uv_getaddrinfo, also after uv_cancel (status UV_EAI_CANCELED), so
+ * rc stays allocated until it has run. After redis_conn_free the answer is dropped; after
+ * the attempt timed out, it is kept for the next one. */
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct redis_conn *rc = container_of(req, struct redis_conn, resolver);
+    char ip[INET6_ADDRSTRLEN];
+    int err = status != 0 ? status : pick_address(res, ip, sizeof(ip));
+    bool wanted = rc->resolve_wanted && !rc->closing;
+    uv_freeaddrinfo(res);
+    rc->resolving = false;
+    rc->resolve_wanted = false;
+    if (wanted && err == 0) {
+        connect_to(rc, ip);
+    } else if (!rc->closing && err == 0) {
+        /* Fresh, and the next attempt is due within the backoff: without it a resolver
+         * slower than the connect deadline would never let us connect. */
+        memcpy(rc->resolved, ip, sizeof(ip));
+    } else if (wanted) {
+        char why[300];
+        snprintf(why, sizeof(why), "resolving %s", rc->url.host);
+        closed(rc, REDIS_CONN_CONNECTING, err, why);
+    }
+    unref(rc);
+}
+
+/* Looks the host name up in libuv's thread pool. At most one lookup runs at a time: an
+ * attempt that finds one still running (its own attempt timed out) waits for it. */
+static void resolve(struct redis_conn *rc)
+{
+    rc->resolve_wanted = true;
+    if (rc->resolving)
+        return;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    int err = uv_getaddrinfo(rc->loop, &rc->resolver, on_resolved, rc->url.host, NULL, &hints);
+    if (err) {
+        rc->resolve_wanted = false;
+        closed(rc, REDIS_CONN_CONNECTING, err, "resolve");
+        return;
+    }
+    rc->resolving = true;
+    rc->refs++;
+}
+
+/* The connect deadline covers the lookup as well as TCP and the handshake. */
+static void attempt(struct redis_conn *rc)
+{
+    rc->state = REDIS_CONN_CONNECTING;
+    rc->fail_status = 0;
     uv_timer_start(&rc->connect_timer, on_connect_timeout, rc->connect_timeout_ms, 0);
+    if (is_numeric(rc->url.host)) {
+        connect_to(rc, rc->url.host);
+    } else if (rc->resolved[0] != '\0') {
+        char ip[sizeof(rc->resolved)];
+        memcpy(ip, rc->resolved, sizeof(ip));
+        rc->resolved[0] = '\0';
+        connect_to(rc, ip);
+    } else {
+        resolve(rc);
+    }
 }
 
 /* ---- new / free ---- */
@@ -621,9 +747,7 @@ int redis_conn_new(struct redis_conn **out, uv_loop_t *loop, const struct redis_
 
 static void on_timer_close(uv_handle_t *h)
 {
-    struct redis_conn *rc = h->data;
-    if (--rc->refs == 0)
-        free(rc);
+    unref(h->data);
 }
 
 void redis_conn_free(struct redis_conn *rc)
@@ -637,6 +761,10 @@ void redis_conn_free(struct redis_conn *rc)
      * callback returns when we are inside one: rc stays valid until the timers close. */
     if (ac != NULL)
         redisAsyncFree(ac);
+    /* A lookup not yet started is cancelled; one under way finishes in its thread. Either
+     * way on_resolved runs and releases its ref. */
+    if (rc->resolving)
+        uv_cancel((uv_req_t *)&rc->resolver);
     uv_timer_t *t[REDIS_TIMER_COUNT];
     timers(rc, t);
     for (size_t i = 0; i < REDIS_TIMER_COUNT; i++)

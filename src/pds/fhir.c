@@ -1,6 +1,7 @@
 #include "pdstrace/fhir.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "pdstrace/err.h"
@@ -336,6 +337,7 @@ static void redact(char *dst, size_t size, const char *src)
 static int read_outcome(const json_t *root, struct fhir_result *out)
 {
     const json_t *issue = json_array_get(json_object_get(root, "issue"), 0);
+    copy_exact(out->issue_code, sizeof(out->issue_code), get_str(issue, "code"));
     const json_t *coding =
         json_array_get(json_object_get(json_object_get(issue, "details"), "coding"), 0);
     copy_exact(out->error_code, sizeof(out->error_code), get_str(coding, "code"));
@@ -347,6 +349,10 @@ static int read_outcome(const json_t *root, struct fhir_result *out)
 static int read_bundle(const json_t *root, struct fhir_result *out)
 {
     const json_t *entries = json_object_get(root, "entry");
+    const char *type = get_str(root, "type");
+    /* A history or collection Bundle is not an answer to a search. */
+    if (type == NULL || strcmp(type, "searchset") != 0)
+        return ERR_PARSE;
     if (entries == NULL) {
         out->kind = FHIR_SEARCH_NONE;
         return 0;
@@ -390,15 +396,41 @@ static int dispatch(const json_t *root, bool retrieve, struct fhir_result *out)
     return 0;
 }
 
+/* A refused body keeps its resourceType, so that the error can say what came back. */
 static int parse(const char *body, size_t len, bool retrieve, struct fhir_result *out)
 {
+    char type[sizeof(out->resource_type)] = "";
     memset(out, 0, sizeof(*out));
     json_t *root = load(body, len);
+    copy_exact(type, sizeof(type), get_str(root, "resourceType"));
     int err = root ? dispatch(root, retrieve, out) : ERR_PARSE;
     json_decref(root);
     if (err)
         memset(out, 0, sizeof(*out));
+    memcpy(out->resource_type, type, sizeof(type));
     return err;
+}
+
+/* Codes and resource types are short words; anything else is not repeated to a caller. */
+static bool is_word(const char *s)
+{
+    for (; *s != '\0'; s++)
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '-' || *s == '_'))
+            return false;
+    return true;
+}
+
+void fhir_describe(const struct fhir_result *r, char *out, size_t size)
+{
+    const char *code = r->error_code[0] != '\0' ? r->error_code : r->issue_code;
+    if (!is_word(code))
+        code = "";
+    if (r->resource_type[0] == '\0' || !is_word(r->resource_type))
+        snprintf(out, size, "a body that is not a FHIR resource");
+    else if (strcmp(r->resource_type, "OperationOutcome") == 0 && code[0] != '\0')
+        snprintf(out, size, "OperationOutcome %s", code);
+    else
+        snprintf(out, size, "%s", r->resource_type);
 }
 
 int fhir_parse_search(const char *body, size_t len, struct fhir_result *out)
@@ -419,6 +451,13 @@ bool fhir_birth_date_agrees(const char *pds_date, const char *yyyy_mm_dd)
     if (!date_shape(pds_date, n) || strlen(yyyy_mm_dd) != 10 || !date_shape(yyyy_mm_dd, 10))
         return false;
     return memcmp(pds_date, yyyy_mm_dd, n) == 0;
+}
+
+bool fhir_birth_date_contradicts(const char *pds_date, const char *yyyy_mm_dd)
+{
+    if (pds_date == NULL || pds_date[0] == '\0')
+        return false;
+    return !fhir_birth_date_agrees(pds_date, yyyy_mm_dd);
 }
 
 static const struct outcome_kind *outcome_kind_of(const char *code)

@@ -45,7 +45,9 @@ struct pds_request {
     char *token;                       /* bearer token of the attempt in flight */
     unsigned counted;                  /* attempts that count against max_attempts */
     bool auth_retried;
-    uint64_t due_ns; /* while backing off: when it may queue again */
+    uint64_t due_ns;      /* while backing off: when it may queue again */
+    uint64_t deadline_ns; /* the caller's deadline (uv_hrtime); 0: none */
+    pds_gone_fn *gone;    /* NULL, or true once nobody waits for the answer */
     pds_cb *cb;
     void *arg;
     struct pds_response res;
@@ -205,15 +207,22 @@ static uint64_t retry_delay_ms(const struct pds_request *r, const struct http_cl
     return backoff_ms(r->pc, r->counted);
 }
 
-static void schedule_retry(struct pds_request *r, int code, const struct http_client_response *res)
+/* Returns false, having completed r with code, when the retry would fall after the
+ * caller's deadline: waiting for it could only end in a timeout. */
+static bool schedule_retry(struct pds_request *r, int code, const struct http_client_response *res)
 {
     uint64_t delay = retry_delay_ms(r, res);
     r->due_ns = uv_hrtime() + delay * NS_PER_MS;
+    if (r->deadline_ns != 0 && r->due_ns >= r->deadline_ns) {
+        complete(r, ERR_UPSTREAM_TIMEOUT);
+        return false;
+    }
     list_push_tail(&r->pc->backoff, r);
     log_event(LOG_LEVEL_INFO, r->request_id, "pds retry",
               json_pack("{s:s,s:i,s:I,s:s,s:I}", "op", op_name(r), "attempt", (int)r->res.attempts,
                         "http_status", (json_int_t)r->res.http_status, "error", err_name(code),
                         "delay_ms", (json_int_t)delay));
+    return true;
 }
 
 /* Retries go before new requests: they are older, and a trace is waiting on them. */
@@ -228,6 +237,45 @@ static void requeue_due(struct pds_client *pc, uint64_t now)
         }
         r = next;
     }
+}
+
+/* Whether a waiting request should go without being sent: its caller left (then it must
+ * not spend the rate budget) or its deadline passed. */
+static int stale_status(const struct pds_request *r, uint64_t now)
+{
+    if (r->gone != NULL && r->gone(r->arg))
+        return UV_ECANCELED;
+    return r->deadline_ns != 0 && now >= r->deadline_ns ? ERR_UPSTREAM_TIMEOUT : 0;
+}
+
+/* Answers every waiting request whose caller left or whose deadline passed, so that it
+ * neither holds a queue place nor delays the live ones behind it. */
+static void expire_list(struct pds_list *l, uint64_t now)
+{
+    struct pds_list done = {0};
+    for (struct pds_request *r = l->head, *next; r != NULL; r = next) {
+        next = r->next;
+        if (stale_status(r, now) != 0) {
+            list_remove(l, r);
+            list_push_tail(&done, r);
+        }
+    }
+    /* Completed only now: a callback may queue requests on l. */
+    while (done.head != NULL) {
+        struct pds_request *r = done.head;
+        list_remove(&done, r);
+        complete(r, stale_status(r, now));
+    }
+}
+
+/* The earliest deadline of the waiting requests, or UINT64_MAX. */
+static uint64_t next_deadline(const struct pds_list *l)
+{
+    uint64_t min = UINT64_MAX;
+    for (const struct pds_request *r = l->head; r != NULL; r = r->next)
+        if (r->deadline_ns != 0 && r->deadline_ns < min)
+            min = r->deadline_ns;
+    return min;
 }
 
 /* ---- answers ---- */
@@ -275,7 +323,8 @@ static enum verdict judge(struct pds_request *r, int status, const struct http_c
         return judge_http(r, res, code);
     memset(&r->res.result, 0, sizeof(r->res.result));
     /* Connection failures and timeouts are worth another try; a body over the ceiling is
-     * not, it would only be as large again. */
+     * not, it would only be as large again, and neither is ERR_UPSTREAM_TLS: a refused
+     * certificate stays refused (http_client has logged it once). */
     *code = status == ERR_TOO_LARGE ? ERR_UPSTREAM : status;
     if (status == ERR_UPSTREAM || status == ERR_UPSTREAM_TIMEOUT)
         return VERDICT_RETRY;
@@ -385,6 +434,37 @@ static int build_headers(struct pds_headers *h, const struct pds_request *r,
     return 0;
 }
 
+/* libcurl re-sends a request by itself when the reused connection it went out on died
+ * unanswered (CONVENTIONS §1.1 pitfall 15). pump() charged the first send of an attempt;
+ * every further one must take its own token from the same bucket, or it is stopped and
+ * the attempt ends in ERR_UPSTREAM, whose retry waits for the budget like any other.
+ * Runs inside a curl callback: bookkeeping only. */
+static int on_send(unsigned n, void *arg)
+{
+    struct pds_request *r = arg;
+    struct pds_client *pc = r->pc;
+
+    if (n == 1)
+        return 0;
+    if (pc == NULL || pc->closing || ratelimit_take(&pc->rl, uv_hrtime()) != 0)
+        return -1;
+    /* The send before this one reached PDS and got no answer: it is an attempt too. */
+    observe_attempt(r, NULL);
+    r->res.attempts++;
+    r->counted++;
+    return 0;
+}
+
+/* An attempt never outlives its caller's deadline: a hung PDS ends the trace on time. */
+static unsigned attempt_timeout_ms(const struct pds_client *pc, const struct pds_request *r)
+{
+    uint64_t now = uv_hrtime();
+    if (r->deadline_ns == 0)
+        return pc->cfg.timeout_ms;
+    uint64_t left = r->deadline_ns > now ? (r->deadline_ns - now) / NS_PER_MS : 0;
+    return left < 1 ? 1 : left < pc->cfg.timeout_ms ? (unsigned)left : pc->cfg.timeout_ms;
+}
+
 static int send_attempt(struct pds_client *pc, struct pds_request *r, const char *token)
 {
     struct pds_headers h;
@@ -396,8 +476,11 @@ static int send_attempt(struct pds_client *pc, struct pds_request *r, const char
     struct http_client_request req = {.method = "GET",
                                       .url = r->url,
                                       .headers = h.lines,
-                                      .timeout_ms = pc->cfg.timeout_ms,
-                                      .max_response_bytes = MAX_RESPONSE_BYTES};
+                                      .timeout_ms = attempt_timeout_ms(pc, r),
+                                      .max_response_bytes = MAX_RESPONSE_BYTES,
+                                      .tls = &pc->cfg.tls,
+                                      .on_send = on_send,
+                                      .send_arg = r};
     if (!err)
         err = http_client_request(pc->http, &req, on_http, r);
     buf_free(&h.auth);
@@ -467,6 +550,12 @@ static void arm(struct pds_client *pc, uint64_t rate_wait_ns, uint64_t now)
         if (d < wait)
             wait = d;
     }
+    uint64_t deadline = next_deadline(&pc->queue);
+    if (deadline != UINT64_MAX) {
+        uint64_t d = deadline > now ? deadline - now : 0;
+        if (d < wait)
+            wait = d;
+    }
     if (wait == UINT64_MAX) {
         uv_timer_stop(&pc->timer);
         return;
@@ -482,14 +571,22 @@ static void pump(struct pds_client *pc)
     uint64_t wait_ns = 0;
     const char *token;
 
+    expire_list(&pc->backoff, now);
+    expire_list(&pc->queue, now);
     requeue_due(pc, now);
     while (!pc->closing && pc->queue.head != NULL && pc->sent.n < pc->cfg.concurrency) {
         if (!auth_ready(pc, &token))
             break;
+        struct pds_request *r = pc->queue.head;
+        int stale = stale_status(r, now);
+        if (stale != 0) {
+            list_remove(&pc->queue, r);
+            complete(r, stale);
+            continue;
+        }
         wait_ns = ratelimit_take(&pc->rl, now);
         if (wait_ns)
             break;
-        struct pds_request *r = pc->queue.head;
         list_remove(&pc->queue, r);
         int err = send_attempt(pc, r, token);
         if (err)
@@ -631,7 +728,7 @@ void pds_client_free(struct pds_client *pc)
     uv_close((uv_handle_t *)&pc->timer, on_close);
 }
 
-static int enqueue(struct pds_client *pc, enum pds_op op, char *url, const char *correlation_id,
+static int enqueue(struct pds_client *pc, enum pds_op op, char *url, const struct pds_call *call,
                    pds_cb *cb, void *arg)
 {
     struct pds_request *r = calloc(1, sizeof(*r));
@@ -644,16 +741,19 @@ static int enqueue(struct pds_client *pc, enum pds_op op, char *url, const char 
     r->url = url;
     r->cb = cb;
     r->arg = arg;
-    if (correlation_id != NULL)
-        snprintf(r->correlation_id, sizeof(r->correlation_id), "%s", correlation_id);
+    if (call != NULL && call->correlation_id != NULL)
+        snprintf(r->correlation_id, sizeof(r->correlation_id), "%s", call->correlation_id);
+    r->deadline_ns = call != NULL ? call->deadline_ns : 0;
+    r->gone = call != NULL ? call->gone : NULL;
     crypto_uuid4(r->request_id);
     list_push_tail(&pc->queue, r);
     kick(pc);
     return 0;
 }
 
-static int check_call(struct pds_client *pc, const char *correlation_id, pds_cb *cb)
+static int check_call(struct pds_client *pc, const struct pds_call *call, pds_cb *cb)
 {
+    const char *correlation_id = call != NULL ? call->correlation_id : NULL;
     if (pc == NULL || cb == NULL)
         return ERR_INVALID_INPUT;
     if (pc->closing)
@@ -670,10 +770,10 @@ static bool is_query(const char *q)
     return is_printable(q, MAX_QUERY_LEN) && strchr(q, '#') == NULL;
 }
 
-int pds_client_search(struct pds_client *pc, const char *query, const char *correlation_id,
+int pds_client_search(struct pds_client *pc, const char *query, const struct pds_call *call,
                       pds_cb *cb, void *arg)
 {
-    int err = check_call(pc, correlation_id, cb);
+    int err = check_call(pc, call, cb);
     if (err)
         return err;
     if (query == NULL || !is_query(query))
@@ -686,7 +786,7 @@ int pds_client_search(struct pds_client *pc, const char *query, const char *corr
         buf_free(&url);
         return err;
     }
-    return enqueue(pc, PDS_SEARCH, buf_steal(&url), correlation_id, cb, arg);
+    return enqueue(pc, PDS_SEARCH, buf_steal(&url), call, cb, arg);
 }
 
 static bool is_nhs_number(const char *s)
@@ -697,10 +797,10 @@ static bool is_nhs_number(const char *s)
     return n == 10 && s[n] == '\0';
 }
 
-int pds_client_retrieve(struct pds_client *pc, const char *nhs_number, const char *correlation_id,
+int pds_client_retrieve(struct pds_client *pc, const char *nhs_number, const struct pds_call *call,
                         pds_cb *cb, void *arg)
 {
-    int err = check_call(pc, correlation_id, cb);
+    int err = check_call(pc, call, cb);
     if (err)
         return err;
     if (nhs_number == NULL || !is_nhs_number(nhs_number))
@@ -712,45 +812,5 @@ int pds_client_retrieve(struct pds_client *pc, const char *nhs_number, const cha
         buf_free(&url);
         return err;
     }
-    return enqueue(pc, PDS_RETRIEVE, buf_steal(&url), correlation_id, cb, arg);
-}
-
-/* ---- query encoding ---- */
-
-static bool is_unreserved(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '.' || c == '_' || c == '~';
-}
-
-static int encode(struct buf *q, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        char esc[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-        int err = is_unreserved(*p) ? buf_append(q, p, 1) : buf_append(q, esc, 3);
-        if (err)
-            return err;
-    }
-    return 0;
-}
-
-int pds_query_append(struct buf *q, const char *name, const char *value)
-{
-    if (q == NULL || name == NULL || name[0] == '\0' || value == NULL)
-        return ERR_INVALID_INPUT;
-    size_t old = q->len;
-    int err = q->len > 0 ? buf_append(q, "&", 1) : 0;
-    if (!err)
-        err = encode(q, name);
-    if (!err)
-        err = buf_append(q, "=", 1);
-    if (!err)
-        err = encode(q, value);
-    if (err && q->data != NULL) {
-        /* A failed append leaves the buffer as it was, as buf's own appends do. */
-        q->len = old;
-        q->data[old] = '\0';
-    }
-    return err;
+    return enqueue(pc, PDS_RETRIEVE, buf_steal(&url), call, cb, arg);
 }

@@ -175,6 +175,8 @@ void cache_put(struct cache *c, const struct demographics *d, const struct trace
     buf_init(&sealed, 1024);
     int err = trace_result_encode(r, &plain);
     err = err ? err : crypto_seal(c->enc_key, key, strlen(key), plain.data, plain.len, &sealed);
+    /* The plaintext holds the NHS number: it goes, as on the read path. */
+    OPENSSL_cleanse(plain.data, plain.len);
     buf_free(&plain);
     if (!err)
         err = redis_conn_command(c->redis, on_set, NULL, "SET %s %b EX %u", key, sealed.data,

@@ -3,15 +3,16 @@
 #include <string.h>
 
 #include "pdstrace/buf.h"
-#include "pdstrace/pds_client.h"
+#include "pdstrace/url.h"
 
-void cascade_init(struct cascade *c, const struct demographics *d, const struct match_bands *b,
-                  bool fuzzy)
+void cascade_init(struct cascade *c, const struct demographics *d,
+                  const struct cascade_options *opt)
 {
     memset(c, 0, sizeof(*c));
     c->d = d;
-    c->bands = *b;
-    c->fuzzy = fuzzy;
+    c->bands = opt->bands;
+    c->fuzzy = opt->fuzzy;
+    c->history = opt->history;
     c->step = CASCADE_EXACT;
 }
 
@@ -36,13 +37,23 @@ static unsigned utf8_length(const char *s)
     return n;
 }
 
+/* PDS narrows on gender, and NHS England's sandbox keys its people on it, but only male and
+ * female say something: other and unknown would hide people recorded either way. */
+static const char *exact_gender(const struct demographics *d)
+{
+    if (d->gender == DEMOG_GENDER_MALE || d->gender == DEMOG_GENDER_FEMALE)
+        return demog_gender_name(d->gender);
+    return NULL;
+}
+
 static bool step_applies(const struct cascade *c, enum cascade_step s)
 {
     const struct demographics *d = c->d;
     switch (s) {
     case CASCADE_POSTCODE:
-    case CASCADE_NO_POSTCODE:
         return d->postcode[0] != '\0';
+    case CASCADE_BROAD:
+        return d->postcode[0] != '\0' || exact_gender(d) != NULL;
     case CASCADE_GIVEN:
         return d->n_given > 0 && utf8_length(d->given[0]) > 3;
     case CASCADE_FAMILY:
@@ -63,22 +74,31 @@ static int append_names(struct buf *q, const struct cascade *c, bool wild_given,
     const struct demographics *d = c->d;
     if (wild_family)
         prefix_wildcard(d->family, 3, w, sizeof(w));
-    int err = pds_query_append(q, "family", wild_family ? w : d->family);
+    int err = url_query_append(q, "family", wild_family ? w : d->family);
     for (unsigned i = 0; i < d->n_given && !err; i++) {
         if (i == 0 && wild_given)
             prefix_wildcard(d->given[0], 3, w, sizeof(w));
-        err = pds_query_append(q, "given", i == 0 && wild_given ? w : d->given[i]);
+        err = url_query_append(q, "given", i == 0 && wild_given ? w : d->given[i]);
     }
     return err;
 }
 
 static int append_fuzzy(struct buf *q, const struct demographics *d)
 {
-    int err = pds_query_append(q, "_fuzzy-match", "true");
+    int err = url_query_append(q, "_fuzzy-match", "true");
     if (!err && d->gender != DEMOG_GENDER_NONE)
-        err = pds_query_append(q, "gender", demog_gender_name(d->gender));
+        err = url_query_append(q, "gender", demog_gender_name(d->gender));
     if (!err && d->postcode[0] != '\0')
-        err = pds_query_append(q, "address-postalcode", d->postcode);
+        err = url_query_append(q, "address-postalcode", d->postcode);
+    return err;
+}
+
+static int append_exact(struct buf *q, const struct demographics *d)
+{
+    const char *gender = exact_gender(d);
+    int err = gender != NULL ? url_query_append(q, "gender", gender) : 0;
+    if (!err && d->postcode[0] != '\0')
+        err = url_query_append(q, "address-postalcode", d->postcode);
     return err;
 }
 
@@ -89,18 +109,17 @@ static int build(const struct cascade *c, struct buf *q)
     char birth[16], pc[8];
     snprintf(birth, sizeof(birth), "eq%s", d->birth_date);
     int err = append_names(q, c, s == CASCADE_GIVEN, s == CASCADE_FAMILY);
-    err = err ? err : pds_query_append(q, "birthdate", birth);
+    err = err ? err : url_query_append(q, "birthdate", birth);
     if (err || s == CASCADE_FUZZY)
         return err ? err : append_fuzzy(q, d);
     if (s == CASCADE_POSTCODE) {
         prefix_wildcard(d->postcode, 2, pc, sizeof(pc));
-        err = pds_query_append(q, "address-postalcode", pc);
+        err = url_query_append(q, "address-postalcode", pc);
     } else if (s == CASCADE_EXACT || s == CASCADE_NO_HISTORY) {
-        if (d->postcode[0] != '\0')
-            err = pds_query_append(q, "address-postalcode", d->postcode);
+        err = append_exact(q, d);
     }
-    if (!err && s != CASCADE_NO_HISTORY)
-        err = pds_query_append(q, "_history", "true");
+    if (!err && s != CASCADE_NO_HISTORY && c->history)
+        err = url_query_append(q, "_history", "true");
     return err;
 }
 
@@ -123,6 +142,13 @@ static enum cascade_step next_step(enum cascade_step s)
 
 static void take_candidate(struct cascade *c, const struct fhir_patient *p)
 {
+    /* PDS's candidate is its best guess: with _history or a wildcard its current birth date
+     * can differ from ours. Such a candidate is someone else, and the search goes on. */
+    if (fhir_birth_date_contradicts(p->birth_date, c->d->birth_date)) {
+        c->contradicted++;
+        c->step = next_step(c->step);
+        return;
+    }
     if (c->have && strcmp(c->best.id, p->id) != 0) {
         c->conflict = true;
         c->step = CASCADE_DONE;
@@ -147,7 +173,8 @@ void cascade_feed(struct cascade *c, const struct fhir_result *r)
         /* Every later step searches a wider net than EXACT, so once a step finds too many,
          * only dropping _history from EXACT can still narrow things down. */
         c->too_many = true;
-        c->step = c->step == CASCADE_EXACT && !c->have ? CASCADE_NO_HISTORY : CASCADE_DONE;
+        bool retry = c->step == CASCADE_EXACT && !c->have && c->history;
+        c->step = retry ? CASCADE_NO_HISTORY : CASCADE_DONE;
         return;
     }
     c->step = next_step(c->step);
@@ -168,4 +195,5 @@ void cascade_result(const struct cascade *c, struct trace_result *out)
     memcpy(out->nhs_number, c->best.id, sizeof(out->nhs_number));
     out->score = c->best.score;
     out->restricted = c->best.security == FHIR_SEC_R || c->best.security == FHIR_SEC_V;
+    out->deceased = c->best.death_date[0] != '\0';
 }

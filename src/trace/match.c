@@ -66,6 +66,7 @@ int trace_result_format(const struct trace_result *r, struct buf *out)
     err = err ? err : append_score(out, r->score);
     err = err ? err : buf_appendf(out, ",\"restricted\":%s", r->restricted ? "true" : "false");
     err = err ? err : append_number_or_null(out, "superseded_from", r->superseded_from);
+    err = err ? err : buf_appendf(out, ",\"deceased\":%s", r->deceased ? "true" : "false");
     err = err ? err
               : buf_appendf(out, ",\"source\":\"%s\",\"steps\":%u",
                             r->source == TRACE_SOURCE_CACHE ? "cache" : "pds", r->steps);
@@ -77,8 +78,9 @@ int trace_result_encode(const struct trace_result *r, struct buf *out)
     char score[32] = "";
     if (r->score >= 0)
         snprintf(score, sizeof(score), "%.17g", r->score);
-    return buf_appendf(out, "1|%s|%s|%s|%d|%s|%u", trace_outcome_name(r->outcome), r->nhs_number,
-                       score, r->restricted ? 1 : 0, r->superseded_from, r->steps);
+    return buf_appendf(out, "2|%s|%s|%s|%d|%s|%d|%u", trace_outcome_name(r->outcome), r->nhs_number,
+                       score, r->restricted ? 1 : 0, r->superseded_from, r->deceased ? 1 : 0,
+                       r->steps);
 }
 
 /* Splits off the next '|'-separated field of [*s, end) into out (size bytes). A NUL byte
@@ -125,22 +127,28 @@ static int steps_field(const char *v, unsigned *out)
     return 0;
 }
 
+static int flag_field(const char *v, bool *out)
+{
+    if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
+        return ERR_PARSE;
+    *out = v[0] == '1';
+    return 0;
+}
+
 int trace_result_decode(const char *s, size_t len, struct trace_result *out)
 {
     const char *end = s + len;
-    char f[7][32];
+    char f[8][32];
     memset(out, 0, sizeof(*out));
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < 8; i++)
         if (s > end || next_field(&s, end, f[i], sizeof(f[i])) != 0)
             return ERR_PARSE;
-    if (s != end || strcmp(f[0], "1") != 0 || trace_outcome_parse(f[1], &out->outcome) != 0)
+    if (s != end || strcmp(f[0], "2") != 0 || trace_outcome_parse(f[1], &out->outcome) != 0)
         return ERR_PARSE;
     if (number_field(f[2], out->nhs_number) || score_field(f[3], &out->score) ||
-        number_field(f[5], out->superseded_from) || steps_field(f[6], &out->steps))
+        flag_field(f[4], &out->restricted) || number_field(f[5], out->superseded_from) ||
+        flag_field(f[6], &out->deceased) || steps_field(f[7], &out->steps))
         return ERR_PARSE;
-    if (strcmp(f[4], "0") != 0 && strcmp(f[4], "1") != 0)
-        return ERR_PARSE;
-    out->restricted = f[4][0] == '1';
     out->source = TRACE_SOURCE_PDS;
     return 0;
 }

@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <strings.h>
 #include <uv.h>
 
@@ -27,39 +28,72 @@ enum trace_state {
     TRACE_STATE_SEARCH, /* the cascade */
 };
 
+#define DEFAULT_DEADLINE_MS 30000u
+#define NS_PER_MS           1000000ull
+
 /* A trace owns everything it allocates and is freed in finish(), after its callback. */
 struct trace_job {
     struct trace_service *svc;
     enum trace_state state;
     struct demographics d;
     char trace_id[CRYPTO_UUID_SIZE + 64];
+    struct trace_call call;
+    uint64_t deadline_ns;
     struct cascade cascade;
     struct buf query;
     struct trace_result result;
     unsigned pds_requests;
-    trace_cb *cb;
-    void *arg;
+    char detail[128];
 };
 
 static void advance(struct trace_job *job);
 
-static void finish(struct trace_job *job, int status, const char *detail)
+static void finish(struct trace_job *job, int status)
 {
     if (status == 0 && job->svc->cache != NULL && job->result.source == TRACE_SOURCE_PDS)
         cache_put(job->svc->cache, &job->d, &job->result);
     job->svc->active--;
-    job->cb(status, status == 0 ? &job->result : NULL, detail != NULL ? detail : "", job->arg);
+    job->call.cb(status, status == 0 ? &job->result : NULL, job->detail, job->call.arg);
     buf_free(&job->query);
     free(job);
 }
 
-/* Turns a failed or refused PDS answer into the trace's failure. */
-static int pds_failed(struct trace_job *job, int status, const struct pds_response *res)
+static bool job_gone(void *arg)
 {
-    if (status == 0)
-        return 0;
-    finish(job, status, res != NULL ? res->result.error_code : "");
-    return -1;
+    const struct trace_job *job = arg;
+    return job->call.gone != NULL && job->call.gone(job->call.arg);
+}
+
+/* Whether PDS's answer says something about the person. Anything else (NHS England's
+ * sandbox answers "not-supported" at 200, a proxy may answer an HTML page) means we do not
+ * know, and must never be read as "no match". */
+static bool is_definite(const struct trace_job *job, const struct pds_response *res)
+{
+    const struct fhir_result *r = &res->result;
+    if (job->state == TRACE_STATE_SEARCH)
+        return r->kind == FHIR_SEARCH_NONE || r->kind == FHIR_SEARCH_ONE ||
+               r->kind == FHIR_TOO_MANY;
+    if (res->http_status == 200)
+        return r->kind == FHIR_PATIENT;
+    return r->kind == FHIR_ERROR && (strcmp(r->error_code, "RESOURCE_NOT_FOUND") == 0 ||
+                                     strcmp(r->error_code, "INVALIDATED_RESOURCE") == 0);
+}
+
+/* Ends the trace when PDS failed or refused, or answered nothing definite; the detail
+ * names what came back. Returns true when the trace has ended. */
+static bool pds_failed(struct trace_job *job, int status, const struct pds_response *res)
+{
+    char what[64];
+    if (status == 0 && is_definite(job, res))
+        return false;
+    if (res != NULL && (status == 0 || status == ERR_PARSE || status == ERR_UPSTREAM_REJECTED)) {
+        fhir_describe(&res->result, what, sizeof(what));
+        snprintf(job->detail, sizeof(job->detail), "the %s: %s",
+                 job->state == TRACE_STATE_SEARCH ? "search" : "retrieve", what);
+        status = ERR_UPSTREAM_REJECTED;
+    }
+    finish(job, status);
+    return true;
 }
 
 static void on_lookup(int status, const struct trace_result *r, void *arg)
@@ -67,7 +101,7 @@ static void on_lookup(int status, const struct trace_result *r, void *arg)
     struct trace_job *job = arg;
     if (status == 0) {
         job->result = *r;
-        finish(job, 0, NULL);
+        finish(job, 0);
         return;
     }
     job->state = job->d.nhs_number[0] != '\0' ? TRACE_STATE_VERIFY : TRACE_STATE_SEARCH;
@@ -98,10 +132,11 @@ static void on_verify(int status, const struct pds_response *res, void *arg)
     job->result = (struct trace_result){.outcome = TRACE_MATCHED, .score = 1.0};
     memcpy(job->result.nhs_number, p->id, sizeof(p->id));
     job->result.restricted = p->security == FHIR_SEC_R || p->security == FHIR_SEC_V;
+    job->result.deceased = p->death_date[0] != '\0';
     if (strcmp(p->id, job->d.nhs_number) != 0)
         memcpy(job->result.superseded_from, job->d.nhs_number, sizeof(job->d.nhs_number));
     job->result.steps = job->pds_requests;
-    finish(job, 0, NULL);
+    finish(job, 0);
 }
 
 static void on_search(int status, const struct pds_response *res, void *arg)
@@ -115,12 +150,11 @@ static void on_search(int status, const struct pds_response *res, void *arg)
 }
 
 /* Starts the next search, or decides when the cascade is over (returns 1). */
-static int search_next(struct trace_job *job)
+static int search_next(struct trace_job *job, const struct pds_call *call)
 {
     int more = cascade_query(&job->cascade, &job->query);
     if (more == 1)
-        return pds_client_search(job->svc->pds, buf_cstr(&job->query), job->trace_id, on_search,
-                                 job);
+        return pds_client_search(job->svc->pds, buf_cstr(&job->query), call, on_search, job);
     if (more < 0)
         return more;
     cascade_result(&job->cascade, &job->result);
@@ -128,31 +162,39 @@ static int search_next(struct trace_job *job)
     return 1;
 }
 
+/* Starts the next PDS request, unless nobody waits for the answer any more or the
+ * deadline has passed: either way another request could only spend the rate budget. */
+static int start_pds(struct trace_job *job)
+{
+    const struct pds_call call = {job->trace_id, job->deadline_ns, job_gone};
+    if (job_gone(job))
+        return UV_ECANCELED;
+    if (uv_hrtime() >= job->deadline_ns)
+        return ERR_UPSTREAM_TIMEOUT;
+    if (job->state == TRACE_STATE_VERIFY)
+        return pds_client_retrieve(job->svc->pds, job->d.nhs_number, &call, on_verify, job);
+    return search_next(job, &call);
+}
+
 /* Starts the current state's asynchronous work (CONVENTIONS.md §2.5: one short function
  * per state). Returns 0 when a callback will follow, 1 when the trace is decided, or <0
  * when nothing could be started. */
 static int start(struct trace_job *job)
 {
-    switch (job->state) {
-    case TRACE_STATE_LOOKUP:
-        if (job->svc->cache != NULL && cache_get(job->svc->cache, &job->d, on_lookup, job) == 0)
-            return 0;
-        /* No cache, or Redis is away: go straight to PDS. */
-        job->state = job->d.nhs_number[0] != '\0' ? TRACE_STATE_VERIFY : TRACE_STATE_SEARCH;
-        return start(job);
-    case TRACE_STATE_VERIFY:
-        return pds_client_retrieve(job->svc->pds, job->d.nhs_number, job->trace_id, on_verify, job);
-    case TRACE_STATE_SEARCH:
-        return search_next(job);
-    }
-    return ERR_INTERNAL;
+    if (job->state != TRACE_STATE_LOOKUP)
+        return start_pds(job);
+    if (job->svc->cache != NULL && cache_get(job->svc->cache, &job->d, on_lookup, job) == 0)
+        return 0;
+    /* No cache, or Redis is away: go straight to PDS. */
+    job->state = job->d.nhs_number[0] != '\0' ? TRACE_STATE_VERIFY : TRACE_STATE_SEARCH;
+    return start_pds(job);
 }
 
 static void advance(struct trace_job *job)
 {
     int r = job->svc->closing ? UV_ECANCELED : start(job);
     if (r != 0)
-        finish(job, r == 1 ? 0 : r, NULL);
+        finish(job, r == 1 ? 0 : r);
 }
 
 int trace_service_new(struct trace_service **out, struct pds_client *pds, struct cache *cache,
@@ -164,6 +206,8 @@ int trace_service_new(struct trace_service **out, struct pds_client *pds, struct
     svc->pds = pds;
     svc->cache = cache;
     svc->cfg = *cfg;
+    if (svc->cfg.deadline_ms == 0)
+        svc->cfg.deadline_ms = DEFAULT_DEADLINE_MS;
     *out = svc;
     return 0;
 }
@@ -183,19 +227,20 @@ unsigned trace_service_active(const struct trace_service *svc)
     return svc->active;
 }
 
-int trace_run(struct trace_service *svc, const struct demographics *d, const char *trace_id,
-              trace_cb *cb, void *arg)
+int trace_run(struct trace_service *svc, const struct demographics *d,
+              const struct trace_call *call)
 {
     struct trace_job *job = calloc(1, sizeof(*job));
     if (job == NULL)
         return UV_ENOMEM;
     job->svc = svc;
     job->d = *d;
-    snprintf(job->trace_id, sizeof(job->trace_id), "%s", trace_id);
-    job->cb = cb;
-    job->arg = arg;
+    job->call = *call;
+    snprintf(job->trace_id, sizeof(job->trace_id), "%s", call->trace_id);
+    job->call.trace_id = job->trace_id;
+    job->deadline_ns = uv_hrtime() + svc->cfg.deadline_ms * NS_PER_MS;
     buf_init(&job->query, 8192);
-    cascade_init(&job->cascade, &job->d, &svc->cfg.bands, svc->cfg.fuzzy);
+    cascade_init(&job->cascade, &job->d, &svc->cfg.cascade);
     job->result.score = -1;
     job->state = TRACE_STATE_LOOKUP;
     /* The first search (EXACT) always applies, so start() cannot decide at once here:

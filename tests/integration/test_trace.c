@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include "http_util.h"
 #include "stack.h"
@@ -496,5 +497,212 @@ Test(trace, drain_deadline_ends_a_hung_trace_and_exits_zero)
     cr_assert(tcp_peer_closed(fd));
     close(fd);
     cr_assert_gt(proc_log_count(&st.svc, "drain deadline passed"), 0);
+    stack_stop(&st);
+}
+
+/* ---- issue 6: answers PDS never gives, gender, deceased, names, deadlines ---- */
+
+static const char *error_code(const json_t *j)
+{
+    return str(json_object_get(j, "error"), "code");
+}
+
+static const char *error_message(const json_t *j)
+{
+    return str(json_object_get(j, "error"), "message");
+}
+
+static uint64_t now_ms(void)
+{
+    return uv_hrtime() / 1000000u;
+}
+
+static const char *const sandbox_args[] = {"--sandbox", PDS_TEST_DATA "/pds", NULL};
+
+/* The README's example against the mock in the public sandbox's shape, with the settings
+ * the README gives for the sandbox: matched, and the sandbox's Jane Smith has a death
+ * notice. */
+Test(trace, readme_example_against_the_sandbox_is_matched)
+{
+    const char *env[] = {"PDS_TRACE_PDS_HISTORY=false", NULL};
+    start(sandbox_args, env);
+    json_t *j = trace_ok(JANE);
+    cr_assert_str_eq(str(j, "outcome"), "matched");
+    cr_assert_str_eq(str(j, "nhs_number"), "9000000009");
+    cr_assert(json_is_true(json_object_get(j, "deceased")));
+    cr_assert_eq(num(j, "steps"), 1);
+    json_decref(j);
+    json_t *reqs = fhir_requests();
+    cr_assert(strstr(str(json_array_get(reqs, 0), "query"), "gender=female") != NULL);
+    json_decref(reqs);
+    /* The cached answer keeps deceased. */
+    wait_cache_entries(1);
+    j = trace_ok(JANE);
+    cr_assert_str_eq(str(j, "source"), "cache");
+    cr_assert(json_is_true(json_object_get(j, "deceased")));
+    json_decref(j);
+    stack_stop(&st);
+}
+
+/* The sandbox answers "not-supported" at 200 to searches it has no example for: the trace
+ * says PDS refused the search, and caches nothing, rather than answer no_match. */
+Test(trace, not_supported_at_200_is_502_never_no_match)
+{
+    start(sandbox_args, NULL);
+    long status;
+    json_t *j = trace(JANE, &status);
+    cr_assert_eq(status, 502);
+    cr_assert_str_eq(error_code(j), "pds_rejected");
+    cr_assert(strstr(error_message(j), "search") != NULL, "%s", error_message(j));
+    cr_assert(strstr(error_message(j), "not-supported") != NULL, "%s", error_message(j));
+    json_decref(j);
+    long before = pds_count();
+    j = trace(JANE, &status);
+    cr_assert_eq(status, 502, "nothing was cached");
+    cr_assert_gt(pds_count(), before);
+    json_decref(j);
+    stack_stop(&st);
+}
+
+/* A held number the sandbox does not know: its retrieve is a definite 404, and the search
+ * that follows is refused: the message says which request was refused. */
+Test(trace, the_message_names_the_refused_request)
+{
+    start(sandbox_args, NULL);
+    long status;
+    json_t *j = trace("{\"family\":\"Nobody\",\"birth_date\":\"2000-01-01\","
+                      "\"nhs_number\":\"9000000017\"}",
+                      &status);
+    cr_assert_eq(status, 502);
+    cr_assert_str_eq(error_message(j), "PDS refused the search: OperationOutcome not-supported");
+    json_decref(j);
+    json_t *reqs = fhir_requests();
+    cr_assert_eq(json_array_size(reqs), 2, "a retrieve, then a search");
+    json_decref(reqs);
+    stack_stop(&st);
+}
+
+/* Jane Smith traced as male: the exact step (gender=male) finds nobody, a later step
+ * without gender finds her. */
+Test(trace, a_different_gender_is_found_by_a_later_step)
+{
+    start(NULL, NULL);
+    json_t *j = trace_ok("{\"family\":\"Smith\",\"given\":[\"Jane\"],\"birth_date\":\"2010-10-22\","
+                         "\"gender\":\"male\",\"postcode\":\"LS1 6AE\"}");
+    cr_assert_str_eq(str(j, "outcome"), "matched");
+    cr_assert_str_eq(str(j, "nhs_number"), "9000000009");
+    cr_assert_eq(num(j, "steps"), 2);
+    cr_assert(json_is_false(json_object_get(j, "deceased")));
+    json_decref(j);
+    json_t *reqs = fhir_requests();
+    cr_assert(strstr(str(json_array_get(reqs, 0), "query"), "gender=male") != NULL);
+    cr_assert(strstr(str(json_array_get(reqs, 1), "query"), "gender") == NULL);
+    json_decref(reqs);
+    stack_stop(&st);
+}
+
+Test(trace, names_pds_cannot_hold_are_400)
+{
+    static const char *const bodies[] = {
+        "{\"family\":\"Smith\xf0\x9f\x98\x80\",\"birth_date\":\"2010-10-22\"}",
+        "{\"family\":\"Abcdefghijklmnopqrstuvwxyzabcdefghij\",\"birth_date\":\"2010-10-22\"}",
+        "{\"family\":\"Smith\",\"given\":[\"Jane\xe2\x84\xa2\"],\"birth_date\":\"2010-10-22\"}",
+    };
+    static const char *const fields[] = {"family", "family", "given"};
+    start(NULL, NULL);
+    for (size_t i = 0; i < 3; i++) {
+        long status;
+        json_t *j = trace(bodies[i], &status);
+        cr_assert_eq(status, 400, "body %zu", i);
+        cr_assert_str_eq(str(json_object_get(j, "error"), "field"), fields[i]);
+        json_decref(j);
+    }
+    json_t *reqs = fhir_requests();
+    cr_assert_eq(json_array_size(reqs), 0, "nothing reached PDS");
+    json_decref(reqs);
+    stack_stop(&st);
+}
+
+/* pds.deadline_ms bounds a trace whose PDS hangs; a Retry-After beyond it fails at once. */
+Test(trace, a_trace_ends_at_its_deadline)
+{
+    const char *env[] = {"PDS_TRACE_PDS_DEADLINE_MS=1500", NULL};
+    start(NULL, env);
+    json_decref(stack_pds_admin(&st, "PUT", "/_admin/faults", "{\"hang_next\":10}"));
+    uint64_t t0 = now_ms();
+    long status;
+    json_t *j = trace(JANE, &status);
+    uint64_t took = now_ms() - t0;
+    cr_assert_eq(status, 503);
+    cr_assert_str_eq(error_code(j), "pds_unavailable");
+    cr_assert(took >= 1400 && took < 3000, "took %llu ms", (unsigned long long)took);
+    json_decref(j);
+    json_decref(stack_pds_admin(&st, "PUT", "/_admin/faults",
+                                "{\"hang_next\":0,\"fail_next\":1,\"fail_next_status\":503,"
+                                "\"retry_after\":30}"));
+    t0 = now_ms();
+    j = trace(JANE, &status);
+    took = now_ms() - t0;
+    cr_assert_eq(status, 503);
+    cr_assert_lt(took, 1000, "a Retry-After of 30 s beyond a 1.5 s deadline fails at once");
+    json_decref(j);
+    stack_stop(&st);
+}
+
+/* A caller that hangs up mid-cascade: the trace stops before its next PDS request. */
+Test(trace, a_trace_stops_when_its_caller_leaves)
+{
+    start(NULL, NULL);
+    json_decref(stack_pds_admin(&st, "PUT", "/_admin/faults", "{\"latency_ms\":400}"));
+    int fd = tcp_connect(st.svc.port, 2000);
+    cr_assert_geq(fd, 0);
+    static const char body[] = "{\"family\":\"Nobodyson\",\"given\":[\"Nemo\"],"
+                               "\"birth_date\":\"1970-01-01\",\"postcode\":\"LS1 6AE\"}";
+    char req[1024];
+    int n = snprintf(req, sizeof(req),
+                     "POST /v1/trace HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                     STACK_KEY_TRACE, strlen(body), body);
+    cr_assert_eq(tcp_send(fd, req, (size_t)n), 0);
+    sleep_ms(200);
+    close(fd);
+    /* Without the check, the five steps of the cascade take about 2 s. */
+    sleep_ms(2000);
+    json_t *reqs = fhir_requests();
+    cr_assert_leq(json_array_size(reqs), 2, "%zu PDS requests after the caller left",
+                  json_array_size(reqs));
+    json_decref(reqs);
+    stack_stop(&st);
+}
+
+/* pds.max_queue bounds the traces waiting for the rate limit: beyond it, 429. */
+Test(trace, a_full_pds_queue_is_429_with_retry_after)
+{
+    const char *env[] = {"PDS_TRACE_PDS_MAX_QUEUE=1", "PDS_TRACE_PDS_RATE=0.2",
+                         "PDS_TRACE_PDS_CONCURRENCY=1", NULL};
+    start(NULL, env);
+    json_decref(stack_pds_admin(&st, "PUT", "/_admin/faults", "{\"latency_ms\":1500}"));
+    int fds[3];
+    for (int i = 0; i < 3; i++) {
+        char body[256], req[1024];
+        snprintf(body, sizeof(body),
+                 "{\"family\":\"Queue\",\"given\":[\"Person\"],\"birth_date\":\"19%02d-01-01\"}",
+                 50 + i);
+        int n = snprintf(req, sizeof(req),
+                         "POST /v1/trace HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                         "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                         STACK_KEY_TRACE, strlen(body), body);
+        fds[i] = tcp_connect(st.svc.port, 5000);
+        cr_assert_eq(tcp_send(fds[i], req, (size_t)n), 0);
+        sleep_ms(100);
+    }
+    char out[4096];
+    long got = tcp_recv_until(fds[2], out, sizeof(out), "}}", 1);
+    cr_assert_gt(got, 0);
+    cr_assert(strstr(out, "429") != NULL, "%s", out);
+    cr_assert(strstr(out, "Retry-After:") != NULL, "%s", out);
+    cr_assert(strstr(out, "rate_limited") != NULL, "%s", out);
+    for (int i = 0; i < 3; i++)
+        close(fds[i]);
     stack_stop(&st);
 }

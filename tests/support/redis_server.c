@@ -91,6 +91,11 @@ static void close_inherited(void)
         close(fd);
 }
 
+static void conf_path(const struct redis_server *rs, char *out, size_t size)
+{
+    snprintf(out, size, "%s/extra.conf", rs->dir);
+}
+
 /* Runs in the child only; never returns. */
 static void exec_redis(const struct redis_server *rs, pid_t parent)
 {
@@ -103,14 +108,19 @@ static void exec_redis(const struct redis_server *rs, pid_t parent)
     signal(SIGTERM, SIG_DFL);
     redirect_output(rs->dir);
     close_inherited();
-    char port[16];
+    char port[16], conf[300];
     snprintf(port, sizeof(port), "%d", rs->port);
-    const char *args[] = {
-        server_binary(), "--port", port,           "--bind", "127.0.0.1",   "--dir", rs->dir,
-        "--save",        "",       "--appendonly", "no",     "--daemonize", "no",    NULL};
-    char *argv[sizeof(args) / sizeof(args[0])];
-    for (size_t i = 0; i < sizeof(args) / sizeof(args[0]); i++)
-        argv[i] = args[i] != NULL ? strdup(args[i]) : NULL;
+    conf_path(rs, conf, sizeof(conf));
+    const char *args[] = {server_binary(), conf,    "--port",      port,     "--bind",
+                          "127.0.0.1",     "--dir", rs->dir,       "--save", "",
+                          "--appendonly",  "no",    "--daemonize", "no",     NULL};
+    enum { NARGS = sizeof(args) / sizeof(args[0]) };
+    char *argv[NARGS];
+    /* Without extra lines there is no config file: Redis then runs on its defaults. */
+    size_t skip = rs->has_conf ? 0 : 1;
+    argv[0] = strdup(args[0]);
+    for (size_t i = 1 + skip; i < NARGS; i++)
+        argv[i - skip] = args[i] != NULL ? strdup(args[i]) : NULL;
     execvp(argv[0], argv);
     _exit(127);
 }
@@ -123,6 +133,9 @@ static bool answers_ping(const struct redis_server *rs)
     redisContext *c = redisConnectWithTimeout("127.0.0.1", rs->port, tv);
     bool ok = false;
     if (c != NULL && c->err == 0 && redisSetTimeout(c, tv) == REDIS_OK) {
+        if (rs->has_conf)
+            freeReplyObject(redisCommand(c, "AUTH %s %s", REDIS_SERVER_HARNESS_USER,
+                                         REDIS_SERVER_HARNESS_PASSWORD));
         redisReply *r = redisCommand(c, "INFO server");
         const char *pid =
             r != NULL && r->type == REDIS_REPLY_STRING ? strstr(r->str, "process_id:") : NULL;
@@ -196,6 +209,29 @@ int redis_server_start(struct redis_server *rs)
         err = 0;
     }
     return err != 0 ? err : EXITED_EARLY;
+}
+
+static int write_conf(struct redis_server *rs, const char *const conf[])
+{
+    char path[300];
+    conf_path(rs, path, sizeof(path));
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return -errno;
+    for (size_t i = 0; conf[i] != NULL; i++)
+        fprintf(f, "%s\n", conf[i]);
+    fprintf(f, "user %s on >%s ~* +@all\n", REDIS_SERVER_HARNESS_USER,
+            REDIS_SERVER_HARNESS_PASSWORD);
+    rs->has_conf = 1;
+    return fclose(f) == 0 ? 0 : -EIO;
+}
+
+int redis_server_start_conf(struct redis_server *rs, const char *const conf[])
+{
+    int err = rs->dir[0] == '\0' ? make_dir(rs) : 0;
+    if (err == 0 && conf != NULL)
+        err = write_conf(rs, conf);
+    return err != 0 ? err : redis_server_start(rs);
 }
 
 int redis_server_restart(struct redis_server *rs)
@@ -274,6 +310,7 @@ void redis_server_destroy(struct redis_server *rs)
     if (rs->dir[0] != '\0')
         remove_dir(rs->dir);
     rs->dir[0] = '\0';
+    rs->has_conf = 0;
 }
 
 char *redis_server_url(const struct redis_server *rs, char *out, size_t size)

@@ -12,11 +12,21 @@ struct redis_server {
     pid_t pid; /* 0 when not running */
     int port;  /* kept across stop/restart */
     char dir[256];
+    int has_conf; /* started with extra config lines (dir/extra.conf) */
 };
+
+/* The ACL user the harness adds next to extra config lines, so that it can still check
+ * that the server answers when requirepass or ACL rules lock out the default user. */
+#define REDIS_SERVER_HARNESS_USER     "pds-harness"
+#define REDIS_SERVER_HARNESS_PASSWORD "pds-harness-password"
 
 /* Picks a free port, creates the directory and starts Redis, then blocks until it answers
  * PING (at most 5 s). Returns 0 or a negative code; on failure nothing is left running. */
 int redis_server_start(struct redis_server *rs);
+
+/* Like redis_server_start, with extra redis.conf lines (NULL-terminated), for example
+ * "requirepass secret" or "user alice on >secret ~* +@all"; restarts keep them. */
+int redis_server_start_conf(struct redis_server *rs, const char *const conf[]);
 
 /* SIGTERM (and SIGCONT, in case it is frozen) and waitpid; keeps the port and directory. */
 int redis_server_stop(struct redis_server *rs);

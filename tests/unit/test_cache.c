@@ -228,3 +228,47 @@ Test(cache, redis_down_fails_fast_without_callback)
     cr_assert(!g.done);
     teardown_fixture(&f);
 }
+
+/* Neither path leaves the sealed plaintext (which holds the NHS number) in freed memory:
+ * free() is interposed for this binary and every freed block is searched for it while the
+ * test runs. ASan brings its own free, so the check runs in the normal build only. */
+#if !defined(__SANITIZE_ADDRESS__)
+#include <malloc.h>
+
+void __libc_free(void *p);
+void free(void *p);
+
+static const char *freed_needle;
+static volatile int freed_hits;
+
+void free(void *p)
+{
+    if (p != NULL && freed_needle != NULL) {
+        size_t n = malloc_usable_size(p), m = strlen(freed_needle);
+        for (size_t i = 0; i + m <= n && !freed_hits; i++)
+            freed_hits = memcmp((const char *)p + i, freed_needle, m) == 0;
+    }
+    __libc_free(p);
+}
+
+Test(cache, no_plaintext_is_left_in_freed_memory)
+{
+    struct fixture f;
+    setup_fixture(&f, secret);
+    struct demographics d = jane();
+    struct trace_result r = matched();
+    freed_needle = "|9000000009|";
+    put_and_settle(&f, &d, &r);
+    cr_assert_eq(freed_hits, 0, "cache_put freed its plaintext without wiping it");
+    struct got g = get(&f, &d);
+    cr_assert_eq(g.status, 0);
+    cr_assert_eq(freed_hits, 0, "cache_get freed its plaintext without wiping it");
+    freed_needle = NULL;
+    teardown_fixture(&f);
+}
+#else
+Test(cache, no_plaintext_is_left_in_freed_memory)
+{
+    cr_skip_test("ASan interposes free itself; the normal build runs this check");
+}
+#endif

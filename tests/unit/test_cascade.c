@@ -8,6 +8,7 @@
 TestSuite(cascade, .timeout = 10);
 
 static const struct match_bands bands = {0.95, 0.85};
+static bool history = true; /* pds.history, for the test under way */
 
 static struct demographics person(const char *family, const char *given, const char *postcode)
 {
@@ -54,7 +55,8 @@ static struct trace_result run(const struct demographics *d, bool fuzzy,
     struct cascade c;
     struct buf q;
     buf_init(&q, 4096);
-    cascade_init(&c, d, &bands, fuzzy);
+    const struct cascade_options opt = {bands, fuzzy, history};
+    cascade_init(&c, d, &opt);
     *asked = 0;
     while (cascade_query(&c, &q) == 1) {
         cr_assert_lt(*asked, n, "more searches than answers: %s", q.data);
@@ -202,14 +204,14 @@ Test(cascade, fuzzy_only_when_enabled)
 {
     struct demographics d = person("Lee", "Ann", NULL);
     d.gender = DEMOG_GENDER_FEMALE;
-    struct fhir_result a[] = {none(), one("9000000009", 0.96)};
+    struct fhir_result a[] = {none(), none(), one("9000000009", 0.96)};
     char q[8][512];
     size_t n;
-    struct trace_result r = run(&d, true, a, 2, q, &n);
-    cr_assert_eq(n, 2);
-    cr_assert(strstr(q[1], "_fuzzy-match=true") != NULL, "%s", q[1]);
-    cr_assert(strstr(q[1], "gender=female") != NULL);
-    cr_assert(strstr(q[1], "%2A") == NULL);
+    struct trace_result r = run(&d, true, a, 3, q, &n);
+    cr_assert_eq(n, 3);
+    cr_assert(strstr(q[2], "_fuzzy-match=true") != NULL, "%s", q[2]);
+    cr_assert(strstr(q[2], "gender=female") != NULL);
+    cr_assert(strstr(q[2], "%2A") == NULL);
     cr_assert_eq(r.outcome, TRACE_MATCHED);
 }
 
@@ -223,4 +225,125 @@ Test(cascade, wildcard_counts_characters_not_bytes)
     cr_assert(strstr(q[1], "given=Chl%C3%A9%2A") == NULL, "%s", q[1]);
     cr_assert(strstr(q[1], "given=Chl%2A") != NULL, "%s", q[1]);
     cr_assert(strstr(q[2], "family=Zo%C3%AB%2A") != NULL, "%s", q[2]);
+}
+
+/* ---- gender, contradicting candidates, deceased (issue 6) ---- */
+
+static struct fhir_result born(const char *id, double score, const char *birth)
+{
+    struct fhir_result r = one(id, score);
+    snprintf(r.patient.birth_date, sizeof(r.patient.birth_date), "%s", birth);
+    return r;
+}
+
+Test(cascade, male_or_female_is_sent_on_the_exact_step_only)
+{
+    struct demographics d = person("Smithson", "Jonathan", "LS1 6AE");
+    d.gender = DEMOG_GENDER_FEMALE;
+    struct fhir_result a[] = {none(), none(), none(), none(), none()};
+    char q[8][512];
+    size_t n;
+    run(&d, false, a, 5, q, &n);
+    cr_assert_eq(n, 5);
+    cr_assert_str_eq(q[0], "family=Smithson&given=Jonathan&birthdate=eq2010-10-22&gender=female&"
+                           "address-postalcode=LS1%206AE&_history=true");
+    for (size_t i = 1; i < n; i++)
+        cr_assert(strstr(q[i], "gender") == NULL, "step %zu: %s", i, q[i]);
+}
+
+Test(cascade, other_and_unknown_gender_are_not_sent)
+{
+    struct demographics d = person("Lee", "Ann", NULL);
+    d.gender = DEMOG_GENDER_UNKNOWN;
+    struct fhir_result a[] = {none()};
+    char q[8][512];
+    size_t n;
+    run(&d, false, a, 1, q, &n);
+    cr_assert_eq(n, 1, "no postcode and no male/female: nothing to broaden");
+    cr_assert(strstr(q[0], "gender") == NULL, "%s", q[0]);
+}
+
+/* Ann Lee is recorded male on PDS: the exact step with female finds nobody, and the broad
+ * step, without gender, finds her. */
+Test(cascade, a_different_gender_on_pds_is_found_without_it)
+{
+    struct demographics d = person("Lee", "Ann", NULL);
+    d.gender = DEMOG_GENDER_FEMALE;
+    struct fhir_result a[] = {none(), one("9000000017", 1.0)};
+    char q[8][512];
+    size_t n;
+    struct trace_result r = run(&d, false, a, 2, q, &n);
+    cr_assert_eq(n, 2);
+    cr_assert(strstr(q[0], "gender=female") != NULL, "%s", q[0]);
+    cr_assert_str_eq(q[1], "family=Lee&given=Ann&birthdate=eq2010-10-22&_history=true");
+    cr_assert_eq(r.outcome, TRACE_MATCHED);
+    cr_assert_str_eq(r.nhs_number, "9000000017");
+}
+
+Test(cascade, a_candidate_with_another_birth_date_is_someone_else)
+{
+    struct demographics d = person("Smithson", "Jonathan", NULL);
+    struct fhir_result a[] = {born("9000000009", 1.0, "1999-10-22"),
+                              born("9000000017", 0.9, "2011"), none()};
+    char q[8][512];
+    size_t n;
+    struct trace_result r = run(&d, false, a, 3, q, &n);
+    cr_assert_eq(n, 3, "every step is still tried");
+    cr_assert_eq(r.outcome, TRACE_NO_MATCH, "a contradicted candidate is never matched");
+    cr_assert_str_eq(r.nhs_number, "");
+}
+
+Test(cascade, a_partial_birth_date_that_agrees_is_taken)
+{
+    struct demographics d = person("Smith", "Jane", NULL);
+    struct fhir_result a[] = {born("9000000009", 1.0, "2010-10")};
+    char q[8][512];
+    size_t n;
+    struct trace_result r = run(&d, false, a, 1, q, &n);
+    cr_assert_eq(r.outcome, TRACE_MATCHED);
+    cr_assert_str_eq(r.nhs_number, "9000000009");
+}
+
+Test(cascade, a_contradicted_candidate_does_not_make_a_conflict)
+{
+    struct demographics d = person("Smithson", "Jonathan", NULL);
+    struct fhir_result a[] = {born("9000000009", 1.0, "1950-01-01"),
+                              born("9000000017", 1.0, "2010")};
+    char q[8][512];
+    size_t n;
+    struct trace_result r = run(&d, false, a, 2, q, &n);
+    cr_assert_eq(r.outcome, TRACE_MATCHED);
+    cr_assert_str_eq(r.nhs_number, "9000000017");
+}
+
+Test(cascade, deceased_comes_from_the_death_date)
+{
+    struct demographics d = person("Smith", "Jane", NULL);
+    struct fhir_result a[] = {one("9000000009", 1.0)};
+    snprintf(a[0].patient.death_date, sizeof(a[0].patient.death_date), "2020-01-02");
+    char q[8][512];
+    size_t n;
+    struct trace_result r = run(&d, false, a, 1, q, &n);
+    cr_assert_eq(r.outcome, TRACE_MATCHED);
+    cr_assert(r.deceased);
+    a[0].patient.death_date[0] = '\0';
+    r = run(&d, false, a, 1, q, &n);
+    cr_assert_not(r.deceased);
+}
+
+/* pds.history false: no step carries _history, and TOO_MANY_MATCHES at EXACT has nothing
+ * left to narrow. */
+Test(cascade, without_history_no_step_sends_it)
+{
+    struct demographics d = person("Smith", "Jane", "LS1 6AE");
+    d.gender = DEMOG_GENDER_FEMALE;
+    struct fhir_result a[] = {too_many()};
+    char q[8][512];
+    size_t n;
+    history = false;
+    struct trace_result r = run(&d, false, a, 1, q, &n);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(q[0], "family=Smith&given=Jane&birthdate=eq2010-10-22&gender=female&"
+                           "address-postalcode=LS1%206AE");
+    cr_assert_eq(r.outcome, TRACE_MULTIPLE_MATCHES);
 }

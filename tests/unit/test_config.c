@@ -1,6 +1,7 @@
 #include "pdstrace/config.h"
 
 #include <criterion/criterion.h>
+#include <criterion/parameterized.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -163,4 +164,68 @@ Test(config, example_file_documents_every_setting_and_loads)
     cr_assert_eq(
         config_load(&c, PDS_SOURCE_DIR "/config/pds-trace.example.json", errline, sizeof(errline)),
         0, "%s", errline);
+}
+
+/* ---- redis.url and listen are checked at load time, naming the setting (exit 2) ---- */
+
+struct bad_setting {
+    char name[48];
+    char value[96];
+};
+
+ParameterizedTestParameters(config, bad_redis_url_and_listen_named)
+{
+    static struct bad_setting cases[] = {
+        {"PDS_TRACE_REDIS_URL", "redis://127.0.0.1:6379/65536"},
+        {"PDS_TRACE_REDIS_URL", "redis://127.0.0.1:6379/abc"},
+        {"PDS_TRACE_REDIS_URL", "redis://127.0.0.1:70000/0"},
+        {"PDS_TRACE_REDIS_URL", "redis://127.0.0.1:0/0"},
+        {"PDS_TRACE_REDIS_URL", "redis://127.0.0.1:port/0"},
+        {"PDS_TRACE_REDIS_URL", "redis://alice@127.0.0.1/0"},
+        {"PDS_TRACE_REDIS_URL", "http://127.0.0.1:6379"},
+        {"PDS_TRACE_LISTEN", "localhost:8080"},
+        {"PDS_TRACE_LISTEN", "[localhost]:8080"},
+        {"PDS_TRACE_LISTEN", "300.1.1.1:8080"},
+    };
+    return cr_make_param_array(struct bad_setting, cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+ParameterizedTest(struct bad_setting *b, config, bad_redis_url_and_listen_named)
+{
+    setenv(b->name, b->value, 1);
+    cr_assert_eq(load(NULL), ERR_CONFIG, "%s=%s accepted", b->name, b->value);
+    cr_assert(strncmp(errline, b->name, strlen(b->name)) == 0, "%s", errline);
+    cr_assert(
+        strstr(errline, strcmp(b->name, "PDS_TRACE_LISTEN") == 0 ? "(listen)" : "(redis.url)"),
+        "%s", errline);
+    cr_assert(strchr(errline, '\n') == NULL);
+}
+
+Test(config, redis_url_with_user_and_password_accepted)
+{
+    static const char *const ok[] = {
+        "redis://alice:s3cret@redis.internal:6380/2",
+        "redis://:s3cret@10.0.0.5/0",
+        "redis://[::1]:6379/65535",
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        setenv("PDS_TRACE_REDIS_URL", ok[i], 1);
+        cr_assert_eq(load(NULL), 0, "%s: %s", ok[i], errline);
+    }
+}
+
+Test(config, redis_url_error_never_shows_the_password)
+{
+    setenv("PDS_TRACE_REDIS_URL", "redis://alice:hunter2@127.0.0.1:6379/99999", 1);
+    cr_assert_eq(load(NULL), ERR_CONFIG);
+    cr_assert(strstr(errline, "hunter2") == NULL, "%s", errline);
+}
+
+Test(config, numeric_listen_addresses_accepted)
+{
+    static const char *const ok[] = {"0.0.0.0:8080", "127.0.0.1:0", "[::]:8080", "[::1]:0"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        setenv("PDS_TRACE_LISTEN", ok[i], 1);
+        cr_assert_eq(load(NULL), 0, "%s: %s", ok[i], errline);
+    }
 }

@@ -94,8 +94,41 @@ ParameterizedTestParameters(demog, name)
         {"Smith (a (b))", ""},
         {"-", ""},
         {"' . -", ""},
+        /* Letters of any script, nothing else (issue 6): no emoji, symbols or digits. */
+        {"Smith\xf0\x9f\x98\x80", ""},
+        {"\xf0\x9f\x98\x80", ""},
+        {"Smith\xc2\xa9", ""},
+        {"Sm\xc3\x97th", ""},
+        {"Smith\xe2\x84\xa2", ""},
+        {"Smith\xe2\x82\xac", ""},
+        {"\xd9\xa3Smith", ""},
+        {"Smith\xe2\x80\xa2", ""},
+        {"Smith\xee\x80\x80", ""},
+        {"\xce\x9d\xce\xaf\xce\xba\xce\xbf\xcf\x82", "\xce\x9d\xce\xaf\xce\xba\xce\xbf\xcf\x82"},
+        {"\xd0\x98\xd0\xb2\xd0\xb0\xd0\xbd\xd0\xbe\xd0\xb2",
+         "\xd0\x98\xd0\xb2\xd0\xb0\xd0\xbd\xd0\xbe\xd0\xb2"},
+        {"\xd8\xae\xd8\xa7\xd9\x86", "\xd8\xae\xd8\xa7\xd9\x86"},
+        {"\xea\xb9\x80", "\xea\xb9\x80"},
+        {"\xe0\xa4\xaa\xe0\xa4\x9f\xe0\xa5\x87\xe0\xa4\xb2",
+         "\xe0\xa4\xaa\xe0\xa4\x9f\xe0\xa5\x87\xe0\xa4\xb2"},
+        {"Zoe\xcc\x88", "Zoe\xcc\x88"},
+        {"Abcdefghijklmnopqrstuvwxyzabcdefghi", "Abcdefghijklmnopqrstuvwxyzabcdefghi"},
+        {"Abcdefghijklmnopqrstuvwxyzabcdefghij", ""},
+        {"Abcdefghijklmnop-Abcdefghijklmnopqrs", ""},
     };
     return cr_make_param_array(struct name_case, cases, ARRAY_SIZE(cases));
+}
+
+Test(demog, a_name_longer_than_pds_holds_says_so)
+{
+    struct field_error fe = {NULL, NULL};
+    json_t *j = json_pack("{s:s, s:s}", "family", "Abcdefghijklmnopqrstuvwxyzabcdefghij",
+                          "birth_date", "2010-10-22");
+    struct demographics d;
+    cr_assert_eq(demographics_from_json(j, "2026-12-02", &d, &fe), ERR_INVALID_INPUT);
+    json_decref(j);
+    cr_assert_str_eq(fe.field, "family");
+    cr_assert(strstr(fe.reason, "35") != NULL, "%s", fe.reason);
 }
 
 ParameterizedTest(struct name_case *c, demog, name, .timeout = 10)
@@ -116,14 +149,14 @@ Test(demog, name_length_is_checked_after_normalising)
 {
     char in[400], out[DEMOG_NAME_SIZE];
 
-    memset(in, 'a', 100);
-    in[100] = '\0';
+    memset(in, 'a', 35);
+    in[35] = '\0';
     cr_assert_eq(demog_normalise_name(in, out, sizeof out), 0);
-    cr_assert_eq(strlen(out), 100);
-    memcpy(in + 100, " (nee Jones)", sizeof " (nee Jones)");
+    cr_assert_eq(strlen(out), 35);
+    memcpy(in + 35, " (nee Jones)", sizeof " (nee Jones)");
     cr_assert_eq(demog_normalise_name(in, out, sizeof out), 0);
-    cr_assert_eq(strlen(out), 100);
-    memcpy(in + 100, "a", 2);
+    cr_assert_eq(strlen(out), 35);
+    memcpy(in + 35, "a", 2);
     cr_assert_eq(demog_normalise_name(in, out, sizeof out), ERR_INVALID_INPUT);
     /* Whitespace runs collapse before the limit applies. */
     memset(in, ' ', 300);

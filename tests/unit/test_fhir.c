@@ -99,6 +99,8 @@ static struct example examples[] = {
      "1926-01-07", "DN20 0PQ", "CUFF", 1, "Jane", "female", "01", "2", "", ""},
     {"search", "mock_single_searchset.json", FHIR_SEARCH_ONE, 1, "5900054586", 1.0, FHIR_SEC_U,
      "1954-10-26", "BAP4WG", "McMatch-Single", 1, "Mickey", "male", "01", "1", "", ""},
+    {"search", "NOT_SUPPORTED_SEARCH.json", FHIR_ERROR, 0, "", 0, FHIR_SEC_UNKNOWN, "", "", "", 0,
+     "", "", "", "", "", ""},
     {"search", "pauline_attison_searchset.json", FHIR_TOO_MANY, 2, "", 0, FHIR_SEC_UNKNOWN, "", "",
      "", 0, "", "", "", "", "", ""},
     {"search", "rodney_godsoe_searchset.json", FHIR_SEARCH_ONE, 1, "9693632125", 1.0, FHIR_SEC_R,
@@ -282,7 +284,10 @@ Test(fhir, bundle_without_entry_is_no_match)
         parse_str("{\"resourceType\":\"Bundle\",\"type\":\"searchset\",\"total\":0}", false, &r),
         0);
     cr_assert_eq(r.kind, FHIR_SEARCH_NONE);
-    cr_assert_eq(parse_str("{\"resourceType\":\"Bundle\",\"total\":0,\"entry\":[]}", false, &r), 0);
+    cr_assert_eq(parse_str("{\"resourceType\":\"Bundle\",\"type\":\"searchset\",\"total\":0,"
+                           "\"entry\":[]}",
+                           false, &r),
+                 0);
     cr_assert_eq(r.kind, FHIR_SEARCH_NONE);
     cr_assert_eq(r.n_entries, 0);
 }
@@ -730,4 +735,68 @@ Test(fhir, birth_date_agreement)
                      cases[i].pds, cases[i].ours);
     cr_assert_not(fhir_birth_date_agrees(NULL, "2010-10-22"));
     cr_assert_not(fhir_birth_date_agrees("2010", NULL));
+}
+
+/* ---- answers PDS never gives (pds/README.md) ------------------------------------------ */
+
+Test(fhir, sandbox_not_supported_is_an_outcome_that_names_itself)
+{
+    size_t len;
+    char *body = load_example("search", "NOT_SUPPORTED_SEARCH.json", &len);
+    struct fhir_result r;
+    char what[64];
+    cr_assert_eq(fhir_parse_search(body, len, &r), 0);
+    free(body);
+    cr_assert_eq(r.kind, FHIR_ERROR, "not-supported must never read as a search answer");
+    cr_assert_str_eq(r.issue_code, "not-supported");
+    fhir_describe(&r, what, sizeof(what));
+    cr_assert_str_eq(what, "OperationOutcome not-supported");
+}
+
+Test(fhir, refused_bodies_keep_their_resource_type)
+{
+    static const char history[] = "{\"resourceType\":\"Bundle\",\"type\":\"history\",\"total\":0}";
+    static const char other[] = "{\"status\":\"ok\"}";
+    static const char html[] = "<html>gateway</html>";
+    struct fhir_result r;
+    char what[64];
+    assert_unparsed(fhir_parse_search(history, strlen(history), &r), &r);
+    fhir_describe(&r, what, sizeof(what));
+    cr_assert_str_eq(what, "Bundle");
+    assert_unparsed(fhir_parse_search(other, strlen(other), &r), &r);
+    fhir_describe(&r, what, sizeof(what));
+    cr_assert_str_eq(what, "a body that is not a FHIR resource");
+    assert_unparsed(fhir_parse_search(html, strlen(html), &r), &r);
+    assert_unparsed(fhir_parse_search("", 0, &r), &r);
+    fhir_describe(&r, what, sizeof(what));
+    cr_assert_str_eq(what, "a body that is not a FHIR resource");
+}
+
+Test(fhir, describe_never_repeats_odd_text)
+{
+    static const char odd[] = "{\"resourceType\":\"Jane Smith 2010\"}";
+    struct fhir_result r;
+    char what[64];
+    assert_unparsed(fhir_parse_search(odd, strlen(odd), &r), &r);
+    fhir_describe(&r, what, sizeof(what));
+    cr_assert_str_eq(what, "a body that is not a FHIR resource");
+}
+
+struct contradiction_case {
+    char pds[16];
+    bool contradicts;
+};
+
+ParameterizedTestParameters(fhir, birth_date_contradiction)
+{
+    static struct contradiction_case cases[] = {
+        {"2010-10-22", false}, {"2010-10", false}, {"2010", false}, {"", false},
+        {"2010-10-23", true},  {"2010-11", true},  {"2011", true},  {"1910-10-22", true},
+    };
+    return cr_make_param_array(struct contradiction_case, cases, ARRAY_SIZE(cases));
+}
+
+ParameterizedTest(struct contradiction_case *c, fhir, birth_date_contradiction)
+{
+    cr_assert_eq(fhir_birth_date_contradicts(c->pds, "2010-10-22"), c->contradicts, "%s", c->pds);
 }

@@ -9,15 +9,20 @@
 #include <strings.h>
 
 #include "pdstrace/err.h"
+#include "pdstrace/log.h"
 #include "test_util.h"
+#include "tls_util.h"
 
 /* A tiny HTTP server on the test's own loop: it reads a request head and any
- * Content-Length body, then answers a canned response, stays silent, or resets. */
+ * Content-Length body, then answers a canned response, stays silent, or resets. In
+ * SRV_CLOSE_REUSED it answers the first request of each connection and closes (FIN, no
+ * answer) on the second: what a server closing an idle keep-alive connection just as a
+ * request arrives looks like to the client. */
 
 #define MAX_CONNS 256
 #define CONN_BUF  16384
 
-enum srv_mode { SRV_ANSWER, SRV_SILENT, SRV_RESET };
+enum srv_mode { SRV_ANSWER, SRV_SILENT, SRV_RESET, SRV_CLOSE_REUSED };
 
 struct srv_conn {
     uv_tcp_t tcp;
@@ -26,6 +31,7 @@ struct srv_conn {
     size_t len;
     bool in_body;
     size_t body_left;
+    unsigned served; /* requests read on this connection */
 };
 
 struct test_server {
@@ -147,12 +153,18 @@ static bool serve_one(struct srv_conn *conn)
         return false;
     conn->in_body = false;
     request_done(s);
+    conn->served++;
+    if (s->mode == SRV_CLOSE_REUSED && conn->served > 1) {
+        uv_read_stop((uv_stream_t *)&conn->tcp);
+        uv_close((uv_handle_t *)&conn->tcp, NULL);
+        return false;
+    }
     if (s->mode == SRV_RESET) {
         uv_read_stop((uv_stream_t *)&conn->tcp);
         uv_tcp_close_reset(&conn->tcp, NULL);
         return false;
     }
-    if (s->mode == SRV_ANSWER)
+    if (s->mode == SRV_ANSWER || s->mode == SRV_CLOSE_REUSED)
         answer(conn);
     return true;
 }
@@ -737,4 +749,178 @@ Test(http_client, bad_requests_fail_at_once_without_callback)
     cr_assert_eq(close_loop(&loop), 0);
     cr_assert_eq(calls, 0);
     cr_assert_eq(srv.accepted, 0);
+}
+
+/* ---- libcurl's own re-sends (CONVENTIONS §1.1 pitfall 15) ---- */
+
+struct sends {
+    unsigned calls;
+    unsigned n[4];
+    unsigned stop_from; /* refuse sends numbered this or above; 0: never */
+};
+
+static int on_send_probe(unsigned n, void *arg)
+{
+    struct sends *s = arg;
+    if (s->calls < 4)
+        s->n[s->calls] = n;
+    s->calls++;
+    return s->stop_from != 0 && n >= s->stop_from ? -1 : 0;
+}
+
+/* One GET, run to its end, whose sends are counted. */
+static void get_counting(uv_loop_t *loop, struct http_client *c, const char *path, struct sends *s,
+                         struct result *r)
+{
+    struct http_client_request req = {
+        .url = server_url(path), .on_send = on_send_probe, .send_arg = s};
+    cr_assert_eq(http_client_request(c, &req, on_result, r), 0);
+    cr_assert(run_until(loop, &r->done, 5000));
+    cr_assert_eq(r->calls, 1);
+}
+
+Test(http_client, send_hook_sees_curls_own_resend_on_a_dead_reused_connection)
+{
+    uv_loop_t loop;
+    struct http_client *c = start(&loop, SRV_CLOSE_REUSED, ok_response, sizeof(ok_response) - 1);
+    struct sends first = {0}, second = {0};
+    struct result r1 = {0}, r2 = {0};
+
+    get_counting(&loop, c, "/one", &first, &r1);
+    cr_assert_eq(r1.status, 0, "status %d", r1.status);
+    cr_assert_eq(first.calls, 1);
+    cr_assert_eq(first.n[0], 1);
+    /* The second request goes out on the pooled connection, which the server drops
+     * unanswered; libcurl sends it again on a new one by itself. */
+    get_counting(&loop, c, "/two", &second, &r2);
+    cr_assert_eq(r2.status, 0, "status %d", r2.status);
+    cr_assert_eq(srv.requests, 3);
+    cr_assert_eq(srv.accepted, 2);
+    cr_assert_eq(second.calls, 2, "the hook saw %u sends of a request sent twice", second.calls);
+    cr_assert_eq(second.n[0], 1);
+    cr_assert_eq(second.n[1], 2);
+    http_client_free(c);
+    cr_assert_eq(close_loop(&loop), 0);
+}
+
+Test(http_client, send_hook_can_stop_a_resend)
+{
+    uv_loop_t loop;
+    struct http_client *c = start(&loop, SRV_CLOSE_REUSED, ok_response, sizeof(ok_response) - 1);
+    struct sends first = {0}, second = {.stop_from = 2};
+    struct result r1 = {0}, r2 = {0};
+
+    get_counting(&loop, c, "/one", &first, &r1);
+    get_counting(&loop, c, "/two", &second, &r2);
+    cr_assert_eq(r2.status, ERR_UPSTREAM, "status %d", r2.status);
+    cr_assert_eq(second.calls, 2);
+    cr_assert_eq(srv.requests, 2, "the refused re-send reached the server");
+    http_client_free(c);
+    cr_assert_eq(close_loop(&loop), 0);
+}
+
+/* ---- TLS: openssl s_server with a throwaway CA ---- */
+
+static struct tls_pki pki;
+static struct tls_server tls_srv;
+static FILE *log_capture;
+
+static void tls_start(bool require_client_cert)
+{
+    cr_assert_eq(tls_pki_make(&pki), 0, "could not make the test PKI");
+    cr_assert_eq(tls_server_start(&tls_srv, &pki, require_client_cert), 0,
+                 "openssl s_server did not start");
+    log_capture = tmpfile();
+    cr_assert_not_null(log_capture);
+    log_set_stream(log_capture);
+}
+
+/* Stops the server and returns how many captured log lines hold both needles. */
+static int tls_stop(const char *needle, const char *needle2)
+{
+    char line[2048];
+    int n = 0;
+    log_set_stream(NULL);
+    tls_server_stop(&tls_srv);
+    tls_pki_remove(&pki);
+    rewind(log_capture);
+    while (fgets(line, sizeof(line), log_capture) != NULL)
+        n += strstr(line, needle) != NULL && strstr(line, needle2) != NULL;
+    fclose(log_capture);
+    return n;
+}
+
+/* One GET to the TLS server on a loop of its own; the result is in r. */
+static void tls_get(const struct http_client_tls *tls, struct result *r)
+{
+    uv_loop_t loop;
+    struct http_client *c = NULL;
+    char u[64];
+    snprintf(u, sizeof(u), "https://127.0.0.1:%d/", tls_srv.port);
+    struct http_client_request req = {.url = u, .tls = tls, .timeout_ms = 10000};
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    cr_assert_eq(http_client_new(&c, &loop), 0);
+    cr_assert_eq(http_client_request(c, &req, on_result, r), 0);
+    cr_assert(run_until(&loop, &r->done, 15000));
+    cr_assert_eq(r->calls, 1);
+    http_client_free(c);
+    cr_assert_eq(close_loop(&loop), 0);
+}
+
+Test(http_client, tls_unknown_ca_is_upstream_tls_with_one_warning)
+{
+    struct result r = {0};
+    tls_start(false);
+    tls_get(NULL, &r);
+    cr_assert_eq(r.status, ERR_UPSTREAM_TLS, "status %s", err_name(r.status));
+    cr_assert_eq(tls_stop("\"upstream TLS failure\"", "\"host\":\"127.0.0.1\""), 1,
+                 "want one warning naming the host");
+}
+
+Test(http_client, tls_with_ca_file_succeeds)
+{
+    struct result r = {0};
+    struct http_client_tls tls = {0};
+    tls_start(false);
+    tls.ca_file = pki.ca;
+    tls_get(&tls, &r);
+    cr_assert_eq(r.status, 0, "status %s", err_name(r.status));
+    cr_assert_eq(r.code, 200);
+    cr_assert_eq(tls_stop("TLS", "failure"), 0);
+}
+
+Test(http_client, tls_unreadable_ca_file_is_upstream_tls)
+{
+    struct result r = {0};
+    struct http_client_tls tls = {.ca_file = "/nonexistent/ca.pem"};
+    tls_start(false);
+    tls_get(&tls, &r);
+    cr_assert_eq(r.status, ERR_UPSTREAM_TLS, "status %s", err_name(r.status));
+    cr_assert_eq(tls_stop("\"upstream TLS failure\"", "/nonexistent/ca.pem"), 1,
+                 "want one warning quoting curl on the CA file");
+}
+
+Test(http_client, mutual_tls_with_client_certificate_succeeds)
+{
+    struct result r = {0};
+    struct http_client_tls tls = {0};
+    tls_start(true);
+    tls = (struct http_client_tls){pki.ca, pki.client_cert, pki.client_key};
+    tls_get(&tls, &r);
+    cr_assert_eq(r.status, 0, "status %s", err_name(r.status));
+    cr_assert_eq(r.code, 200);
+    tls_stop("", "");
+}
+
+/* TLS 1.3 reports the refusal as an alert at the first read, which curl 7.88 calls a
+ * receive error: it must still count as a TLS failure, not a transient one. */
+Test(http_client, mutual_tls_without_client_certificate_is_upstream_tls)
+{
+    struct result r = {0};
+    struct http_client_tls tls = {0};
+    tls_start(true);
+    tls.ca_file = pki.ca;
+    tls_get(&tls, &r);
+    cr_assert_eq(r.status, ERR_UPSTREAM_TLS, "status %s", err_name(r.status));
+    cr_assert_eq(tls_stop("\"upstream TLS failure\"", "alert"), 1);
 }

@@ -23,7 +23,7 @@
  * with blocking sockets (receive timeouts make a bug fail instead of hang) and records
  * what it saw, and the main thread asserts after joining it. */
 
-#define MAX_RESP  8
+#define MAX_RESP  16
 #define MAX_NEVER 4
 
 struct resp {
@@ -56,6 +56,7 @@ struct ctx {
     struct http_exchange *never[MAX_NEVER];
     unsigned nnever;
     bool abort_delayed; /* delayed handlers abort instead of answering */
+    bool post_each;     /* the handler posts sem for every request it gets */
     bool drain_on_request;
     unsigned drain_deadline;
     bool drained;
@@ -158,6 +159,8 @@ static void handler(struct http_exchange *x, void *arg)
     } else {
         echo(x);
     }
+    if (t->post_each)
+        sem_post(&t->sem);
     maybe_drain(t);
 }
 
@@ -240,9 +243,12 @@ static void set_rcvtimeo(int fd, long ms)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 }
 
-static int cli_connect(struct cli *c, int port)
+/* Connects from the loopback address from (any address of 127/8 works on Linux), or from
+ * the kernel's choice when from is NULL. */
+static int cli_connect_from(struct cli *c, int port, const char *from)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct sockaddr_in src = {.sin_family = AF_INET};
     int one = 1;
     inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
     c->len = 0;
@@ -252,12 +258,23 @@ static int cli_connect(struct cli *c, int port)
         return -1;
     set_rcvtimeo(c->fd, 3000);
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (from != NULL && (inet_pton(AF_INET, from, &src.sin_addr) != 1 ||
+                         bind(c->fd, (struct sockaddr *)&src, sizeof(src)) != 0)) {
+        close(c->fd);
+        c->fd = -1;
+        return -1;
+    }
     if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
         close(c->fd);
         c->fd = -1;
         return -1;
     }
     return 0;
+}
+
+static int cli_connect(struct cli *c, int port)
+{
+    return cli_connect_from(c, port, NULL);
 }
 
 static void cli_close(struct cli *c)
@@ -960,13 +977,17 @@ static void observe(const char *route, int status, double seconds)
     cr_assert_geq(seconds, 0.0);
 }
 
+/* The first connection is busy (a silent or idle one would make way for the second). */
 static void client_maxconn(struct ctx *t)
 {
     struct cli a, b;
-    if (cli_connect(&a, t->port) != 0 || cli_connect(&b, t->port) != 0)
+    if (cli_connect(&a, t->port) != 0)
+        return;
+    cli_sends(&a, "GET /delay/200 HTTP/1.1\r\n\r\n");
+    if (!sem_wait_ms(&t->sem, 3000) || cli_connect(&b, t->port) != 0)
         return;
     t->flags[0] = cli_wait_closed(&b, 2000);
-    exchange_once(&a, "GET /one HTTP/1.1\r\n\r\n", &t->r[0]);
+    cli_read(&a, &t->r[0], false);
     cli_close(&a);
     cli_close(&b);
 }
@@ -977,6 +998,7 @@ Test(http_server, max_connections_and_observer)
     cfg.max_connections = 1;
     http_server_set_observer(observe);
     start(&cfg);
+    T.post_each = true;
     run_client(client_maxconn, 10000);
     cr_assert(T.flags[0], "connection beyond max_connections kept open");
     cr_assert_eq(T.r[0].status, 200);
@@ -1150,5 +1172,247 @@ Test(http_server, survives_random_and_mutated_input, .timeout = 240)
     cr_assert_gt(T.flags[2], 0, "no mutated request was valid: the mutator is broken");
     cr_assert_eq(T.r[0].status, 200, "server stopped answering after fuzzing");
     cr_assert_eq(http_server_in_flight(T.srv), 0);
+    finish();
+}
+
+/* ---- idle connections make way for new ones ---------------------------------------- */
+
+/* True when the server closes c without sending a byte: a refusal or an eviction. */
+static bool cli_closed_silently(struct cli *c)
+{
+    set_rcvtimeo(c->fd, 2000);
+    c->len = 0;
+    int got = cli_fill(c);
+    set_rcvtimeo(c->fd, 3000);
+    return got == 0 && c->len == 0;
+}
+
+/* Sends a request that the handler keeps (/never) and waits until it has it. */
+static bool make_busy(struct ctx *t, struct cli *c)
+{
+    return cli_sends(c, "GET /never HTTP/1.1\r\n\r\n") && sem_wait_ms(&t->sem, 3000);
+}
+
+static void close_all_cli(struct cli *c, int n)
+{
+    for (int i = 0; i < n; i++)
+        cli_close(&c[i]);
+}
+
+/* cap 4: a silent connection and three idle keep-alive ones, oldest first. */
+static void client_per_client_cap(struct ctx *t)
+{
+    struct cli c[7];
+    for (int i = 0; i < 7; i++)
+        c[i].fd = -1;
+    if (cli_connect(&c[0], t->port) != 0)
+        return;
+    for (int i = 1; i < 4; i++)
+        if (cli_connect(&c[i], t->port) != 0 ||
+            !exchange_once(&c[i], "GET /a HTTP/1.1\r\n\r\n", &t->r[8 + i]))
+            goto out;
+    /* The fifth connection from the same address is a probe: it gets through, and the
+     * silent connection, the oldest idle one, makes way. */
+    if (cli_connect(&c[4], t->port) != 0)
+        goto out;
+    exchange_once(&c[4], "GET /healthz HTTP/1.1\r\n\r\n", &t->r[0]);
+    t->flags[0] = cli_closed_silently(&c[0]);
+    /* The next one closes the oldest idle keep-alive connection, and only that one. */
+    if (cli_connect(&c[5], t->port) != 0)
+        goto out;
+    exchange_once(&c[5], "GET /healthz HTTP/1.1\r\n\r\n", &t->r[1]);
+    t->flags[1] = cli_closed_silently(&c[1]);
+    exchange_once(&c[2], "GET /still-open HTTP/1.1\r\n\r\n", &t->r[2]);
+    /* When every connection of the address is busy, a new one is refused. */
+    t->post_each = true;
+    for (int i = 2; i < 6; i++)
+        if (!make_busy(t, &c[i]))
+            goto out;
+    if (cli_connect(&c[6], t->port) == 0)
+        t->flags[2] = cli_closed_silently(&c[6]);
+out:
+    close_all_cli(c, 7);
+}
+
+Test(http_server, per_client_cap_closes_the_oldest_idle_connection)
+{
+    struct http_server_config cfg = default_cfg();
+    cfg.max_connections_per_client = 4;
+    start(&cfg);
+    run_client(client_per_client_cap, 20000);
+    for (int i = 1; i < 4; i++)
+        cr_assert_eq(T.r[8 + i].status, 200, "setup request %d failed", i);
+    cr_assert_eq(T.r[0].status, 200, "a new connection at the cap was not served");
+    cr_assert(T.flags[0], "the silent connection was not closed to make way");
+    cr_assert_eq(T.r[1].status, 200, "the second new connection was not served");
+    cr_assert(T.flags[1], "the oldest idle keep-alive connection was not closed");
+    cr_assert_eq(T.r[2].status, 200, "a younger idle connection was closed as well");
+    cr_assert(T.flags[2], "a connection beyond the cap was admitted with nothing idle");
+    cr_assert_eq(T.nnever, 4);
+    finish();
+}
+
+/* cap 2: two idle connections from 127.0.0.1 are older than two from 127.0.0.2. */
+static void client_cap_by_address(struct ctx *t)
+{
+    static const char *from[] = {"127.0.0.1", "127.0.0.1", "127.0.0.2", "127.0.0.2", "127.0.0.2"};
+    struct cli c[5];
+    for (int i = 0; i < 5; i++)
+        c[i].fd = -1;
+    for (int i = 0; i < 5; i++)
+        if (cli_connect_from(&c[i], t->port, from[i]) != 0 ||
+            !exchange_once(&c[i], "GET /a HTTP/1.1\r\n\r\n", &t->r[i]))
+            goto out;
+    /* The third from 127.0.0.2 closed that address's oldest, not the older ones of
+     * 127.0.0.1. */
+    t->flags[0] = cli_closed_silently(&c[2]);
+    exchange_once(&c[0], "GET /b HTTP/1.1\r\n\r\n", &t->r[5]);
+    exchange_once(&c[1], "GET /b HTTP/1.1\r\n\r\n", &t->r[6]);
+    exchange_once(&c[3], "GET /b HTTP/1.1\r\n\r\n", &t->r[7]);
+out:
+    close_all_cli(c, 5);
+}
+
+Test(http_server, per_client_cap_closes_only_that_address)
+{
+    struct http_server_config cfg = default_cfg();
+    cfg.max_connections_per_client = 2;
+    start(&cfg);
+    run_client(client_cap_by_address, 20000);
+    for (int i = 0; i < 8; i++)
+        cr_assert_eq(T.r[i].status, 200, "request %d: %d", i, T.r[i].status);
+    cr_assert(T.flags[0], "the oldest connection of 127.0.0.2 was not closed");
+    finish();
+}
+
+/* max_connections 3, three idle keep-alive connections. */
+static void client_global_max(struct ctx *t)
+{
+    struct cli c[5];
+    for (int i = 0; i < 5; i++)
+        c[i].fd = -1;
+    for (int i = 0; i < 3; i++)
+        if (cli_connect(&c[i], t->port) != 0 ||
+            !exchange_once(&c[i], "GET /a HTTP/1.1\r\n\r\n", &t->r[8 + i]))
+            goto out;
+    if (cli_connect(&c[3], t->port) != 0)
+        goto out;
+    exchange_once(&c[3], "GET /healthz HTTP/1.1\r\n\r\n", &t->r[0]);
+    t->flags[0] = cli_closed_silently(&c[0]);
+    exchange_once(&c[1], "GET /still-open HTTP/1.1\r\n\r\n", &t->r[1]);
+    t->post_each = true;
+    for (int i = 1; i < 4; i++)
+        if (!make_busy(t, &c[i]))
+            goto out;
+    if (cli_connect(&c[4], t->port) == 0)
+        t->flags[1] = cli_closed_silently(&c[4]);
+out:
+    close_all_cli(c, 5);
+}
+
+Test(http_server, max_connections_closes_the_oldest_idle_connection)
+{
+    struct http_server_config cfg = default_cfg();
+    cfg.max_connections = 3;
+    cfg.max_connections_per_client = 100;
+    start(&cfg);
+    run_client(client_global_max, 20000);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(T.r[8 + i].status, 200, "setup request %d failed", i);
+    cr_assert_eq(T.r[0].status, 200, "a new connection at max_connections was not served");
+    cr_assert(T.flags[0], "the oldest idle connection was not closed");
+    cr_assert_eq(T.r[1].status, 200, "a younger idle connection was closed as well");
+    cr_assert(T.flags[1], "a connection beyond the limit was admitted with nothing idle");
+    cr_assert_eq(T.nnever, 3);
+    finish();
+}
+
+/* ---- strict framing ----------------------------------------------------------------- */
+
+#define CHUNKED_POST "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+static const char *const lenient[] = {
+    "GET /lf HTTP/1.1\nHost: x\n\n",
+    "GET /lf HTTP/1.1\r\nHost: x\n\r\n",
+    "GET /lf HTTP/1.1\r\nHost: x\r\n\n",
+    "GET /cr HTTP/1.1\r\nHost: x\rX-Test: y\r\n\r\n",
+    "POST /te HTTP/1.1\r\nTransfer-Encoding: identity, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    "POST /te HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+    "POST /te HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+    "0\r\n\r\n",
+    "POST /te HTTP/1.1\r\nTransfer-Encoding: chunked;q=1\r\n\r\n0\r\n\r\n",
+    CHUNKED_POST "5\r\nhelloXY0\r\n\r\n",
+    CHUNKED_POST "5\nhello\r\n0\r\n\r\n",
+    CHUNKED_POST "5\r\nhello\r\n0\r\nX-Trailer: t\n\r\n",
+};
+#define NLENIENT ((int)(sizeof(lenient) / sizeof(lenient[0])))
+
+/* Sends first, then second in a later read. */
+static void split_case(struct ctx *t, int i, const char *first, const char *second)
+{
+    struct cli c;
+    if (cli_connect(&c, t->port) != 0)
+        return;
+    cli_sends(&c, first);
+    sleep_ms(50);
+    cli_sends(&c, second);
+    cli_read(&c, &t->r[i], false);
+    t->r[i].closed_after = cli_wait_closed(&c, 3000);
+    cli_close(&c);
+}
+
+static void client_lenient(struct ctx *t)
+{
+    for (int i = 0; i < NLENIENT; i++)
+        limit_case(t, i, lenient[i], NULL, 0);
+    /* The two bytes after chunk data arrive in the next read. */
+    split_case(t, NLENIENT, CHUNKED_POST "5\r\nhello", "XY0\r\n\r\n");
+}
+
+Test(http_server, lenient_framing_gets_400_and_close)
+{
+    struct http_server_config cfg = default_cfg();
+    start(&cfg);
+    run_client(client_lenient, 30000);
+    for (int i = 0; i <= NLENIENT; i++) {
+        cr_assert_eq(T.r[i].status, 400, "case %d: status %d", i, T.r[i].status);
+        assert_error_body(&T.r[i], 400, "invalid_field");
+        cr_assert(T.r[i].closed_after, "case %d: connection left open", i);
+    }
+    cr_assert_eq(T.handled, 0, "a badly framed request reached the handler");
+    finish();
+}
+
+/* What strictness must not refuse: codings in any case, chunk extensions and trailers,
+ * a CRLF before a request, bare CR and LF inside body data, chunk data ending a read. */
+static void client_strict_ok(struct ctx *t)
+{
+    struct cli c;
+    if (cli_connect(&c, t->port) != 0)
+        return;
+    cli_sends(&c, "POST /ok1 HTTP/1.1\r\nTransfer-Encoding: Chunked \r\n\r\n"
+                  "5;ext=1\r\nh\ne\rl\r\n3\r\nab\r\r\n0\r\nX-Trailer: t\r\n\r\n"
+                  "\r\nGET /ok2 HTTP/1.1\r\n\r\n"
+                  "POST /ok3 HTTP/1.1\r\nContent-Length: 5\r\n\r\na\nb\rc");
+    for (int i = 0; i < 3; i++)
+        cli_read(&c, &t->r[i], false);
+    cli_sends(&c, CHUNKED_POST "5\r\nhello");
+    sleep_ms(50);
+    exchange_once(&c, "\r\n0\r\n\r\n", &t->r[3]);
+    cli_close(&c);
+}
+
+Test(http_server, strict_framing_keeps_valid_requests)
+{
+    static const char *const want[] = {"h\ne\rlab\r", "", "a\nb\rc", "hello"};
+    struct http_server_config cfg = default_cfg();
+    start(&cfg);
+    run_client(client_strict_ok, 10000);
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(T.r[i].status, 200, "request %d: %d", i, T.r[i].status);
+        json_t *j = body_json(&T.r[i]);
+        cr_assert_str_eq(jstr(j, "body"), want[i], "request %d", i);
+        json_decref(j);
+    }
     finish();
 }

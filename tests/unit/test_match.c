@@ -25,6 +25,7 @@ static struct trace_result full(void)
     struct trace_result r = {.outcome = TRACE_MATCHED,
                              .score = 0.97,
                              .restricted = true,
+                             .deceased = true,
                              .source = TRACE_SOURCE_PDS,
                              .steps = 3};
     memcpy(r.nhs_number, "9000000009", 11);
@@ -44,6 +45,7 @@ Test(match, cached_form_round_trips)
     cr_assert_str_eq(back.superseded_from, "9000000017");
     cr_assert_float_eq(back.score, 0.97, 1e-12);
     cr_assert(back.restricted);
+    cr_assert(back.deceased);
     cr_assert_eq(back.steps, 3);
     buf_free(&b);
 }
@@ -78,6 +80,7 @@ Test(match, answer_members_are_the_contract)
     cr_assert_float_eq(json_number_value(json_object_get(j, "score")), 1.0, 1e-12);
     cr_assert(json_is_true(json_object_get(j, "restricted")));
     cr_assert_str_eq(json_string_value(json_object_get(j, "superseded_from")), "9000000017");
+    cr_assert(json_is_true(json_object_get(j, "deceased")), "%s", b.data);
     cr_assert_str_eq(json_string_value(json_object_get(j, "source")), "pds");
     cr_assert_eq(json_integer_value(json_object_get(j, "steps")), 3);
     cr_assert(strstr(b.data, "\"score\":1.0") != NULL, "%s", b.data);
@@ -105,15 +108,17 @@ ParameterizedTestParameters(match, rejects_damaged_cached_values)
 {
     static struct damaged cases[] = {
         {""},
-        {"2|matched|9000000009|1|0||2"},
-        {"1|found|9000000009|1|0||2"},
-        {"1|matched|9000000000|1|0||2"},
-        {"1|matched|9000000009|1.5|0||2"},
-        {"1|matched|9000000009|high|0||2"},
-        {"1|matched|9000000009|1|yes||2"},
-        {"1|matched|9000000009|1|0||two"},
-        {"1|matched|9000000009|1|0||2|extra"},
-        {"1|matched|9000000009|1|0|"},
+        {"1|matched|9000000009|1|0||2"},
+        {"3|matched|9000000009|1|0||0|2"},
+        {"2|found|9000000009|1|0||0|2"},
+        {"2|matched|9000000000|1|0||0|2"},
+        {"2|matched|9000000009|1.5|0||0|2"},
+        {"2|matched|9000000009|high|0||0|2"},
+        {"2|matched|9000000009|1|yes||0|2"},
+        {"2|matched|9000000009|1|0||dead|2"},
+        {"2|matched|9000000009|1|0||0|two"},
+        {"2|matched|9000000009|1|0||0|2|extra"},
+        {"2|matched|9000000009|1|0||0"},
     };
     return cr_make_param_array(struct damaged, cases, sizeof(cases) / sizeof(cases[0]));
 }
@@ -128,7 +133,7 @@ ParameterizedTest(struct damaged *c, match, rejects_damaged_cached_values)
  * checks, so "1\0junk|..." read as version 1. */
 Test(match, rejects_nul_bytes_in_cached_values)
 {
-    static const char good[] = "1|matched|9000000009|1|0||2";
+    static const char good[] = "2|matched|9000000009|1|0||1|2";
     struct trace_result r;
     char v[sizeof(good)];
     cr_assert_eq(trace_result_decode(good, sizeof(good) - 1, &r), 0);
@@ -137,6 +142,6 @@ Test(match, rejects_nul_bytes_in_cached_values)
         v[i] = '\0';
         cr_assert_eq(trace_result_decode(v, sizeof(good) - 1, &r), ERR_PARSE, "NUL at %zu", i);
     }
-    static const char tail[] = "1\0junk|matched|9000000009|1|0||2";
+    static const char tail[] = "2\0junk|matched|9000000009|1|0||1|2";
     cr_assert_eq(trace_result_decode(tail, sizeof(tail) - 1, &r), ERR_PARSE);
 }

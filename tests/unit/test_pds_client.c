@@ -13,8 +13,12 @@
 #include "pdstrace/err.h"
 #include "pdstrace/http_client.h"
 #include "pdstrace/http_server.h"
+#include "pdstrace/log.h"
 #include "pdstrace/macros.h"
+#include "pdstrace/metrics.h"
+#include "pdstrace/url.h"
 #include "test_util.h"
+#include "tls_util.h"
 
 /* A scripted PDS on loopback: the project's http_server on the test's private loop
  * answers the n-th request with steps[n] (or dflt) and records what each request carried.
@@ -258,7 +262,8 @@ static void on_done(int status, const struct pds_response *res, void *arg)
 
 static void search(const char *query, const char *cid, struct outcome *o)
 {
-    cr_assert_eq(pds_client_search(F.pc, query, cid, on_done, o), 0);
+    cr_assert_eq(
+        pds_client_search(F.pc, query, &(struct pds_call){.correlation_id = cid}, on_done, o), 0);
     cr_assert_eq(o->calls, 0, "cb must never run inside pds_client_search");
 }
 
@@ -347,7 +352,9 @@ Test(pds_client, retrieve_uses_patient_path_without_ods_when_unset)
     start(base_cfg());
     script(NULL, 0, step(200, NULL, "retrieve/Patient.json"));
 
-    cr_assert_eq(pds_client_retrieve(F.pc, "9000000009", "t-1", on_done, &o[0]), 0);
+    cr_assert_eq(pds_client_retrieve(F.pc, "9000000009",
+                                     &(struct pds_call){.correlation_id = "t-1"}, on_done, &o[0]),
+                 0);
     cr_assert_eq(pds_client_retrieve(F.pc, "9000000009", NULL, on_done, &o[1]), 0);
     wait_all(o, 2, 5000);
     cr_assert_eq(o[0].status, 0, "status %s", err_name(o[0].status));
@@ -370,7 +377,9 @@ Test(pds_client, retrieve_404_is_an_answer_with_its_outcome)
     start(base_cfg());
     script(NULL, 0, step(404, NULL, "errors/RESOURCE_NOT_FOUND.json"));
 
-    cr_assert_eq(pds_client_retrieve(F.pc, "9000000017", "t-1", on_done, &o), 0);
+    cr_assert_eq(pds_client_retrieve(F.pc, "9000000017",
+                                     &(struct pds_call){.correlation_id = "t-1"}, on_done, &o),
+                 0);
     wait_all(&o, 1, 5000);
     cr_assert_eq(o.status, 0, "status %s", err_name(o.status));
     cr_assert_eq(o.res.http_status, 404);
@@ -390,7 +399,9 @@ Test(pds_client, refuses_bad_arguments_without_calling_back)
     cr_assert_eq(pds_client_retrieve(F.pc, "900000000", NULL, on_done, &o), ERR_INVALID_INPUT);
     cr_assert_eq(pds_client_retrieve(F.pc, "9000000009/x", NULL, on_done, &o), ERR_INVALID_INPUT);
     cr_assert_eq(pds_client_search(F.pc, "family=A B", NULL, on_done, &o), ERR_INVALID_INPUT);
-    cr_assert_eq(pds_client_search(F.pc, "family=A", "bad\r\nX: y", on_done, &o),
+    cr_assert_eq(pds_client_search(F.pc, "family=A",
+                                   &(struct pds_call){.correlation_id = "bad\r\nX: y"}, on_done,
+                                   &o),
                  ERR_INVALID_INPUT);
     cfg.base_url = F.base;
     cfg.rate = 0;
@@ -653,7 +664,7 @@ ParameterizedTest(struct enc_case *c, pds_client, query_append_encodes_values)
 {
     struct buf q;
     buf_init(&q, 1024);
-    cr_assert_eq(pds_query_append(&q, c->name, c->value), 0);
+    cr_assert_eq(url_query_append(&q, c->name, c->value), 0);
     cr_assert_str_eq(buf_cstr(&q), c->want);
     buf_free(&q);
 }
@@ -664,11 +675,251 @@ Test(pds_client, query_append_joins_with_ampersand_and_keeps_buffer_on_overflow)
 {
     struct buf q;
     buf_init(&q, 40);
-    cr_assert_eq(pds_query_append(&q, "family", "Smith"), 0);
-    cr_assert_eq(pds_query_append(&q, "given", "Jane"), 0);
+    cr_assert_eq(url_query_append(&q, "family", "Smith"), 0);
+    cr_assert_eq(url_query_append(&q, "given", "Jane"), 0);
     cr_assert_str_eq(buf_cstr(&q), "family=Smith&given=Jane");
-    cr_assert_eq(pds_query_append(&q, "address-postalcode", "LS1 6AE"), ERR_TOO_LARGE);
+    cr_assert_eq(url_query_append(&q, "address-postalcode", "LS1 6AE"), ERR_TOO_LARGE);
     cr_assert_str_eq(buf_cstr(&q), "family=Smith&given=Jane");
     cr_assert_eq(q.len, strlen("family=Smith&given=Jane"));
     buf_free(&q);
+}
+
+/* ---- libcurl's own re-sends are charged to the rate budget ---- */
+
+/* A raw PDS on loopback. The scripted server above can only reset a connection, which
+ * libcurl reports as an error; a server that closes an idle keep-alive connection (FIN)
+ * just as a request arrives makes libcurl send the request again by itself, on a new
+ * connection. This one answers the first request of each connection with a search Bundle
+ * and closes on the second, recording every request in F.recs. */
+
+#define RAW_CONNS 32
+#define RAW_BUF   8192
+
+struct raw_conn {
+    uv_tcp_t tcp;
+    char buf[RAW_BUF];
+    size_t len;
+    unsigned served;
+};
+
+static struct raw_pds {
+    uv_tcp_t listener;
+    struct raw_conn conns[RAW_CONNS];
+    unsigned accepted;
+    char answer[8192];
+    size_t answer_len;
+} R;
+
+static void on_raw_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+    struct raw_conn *c = h->data;
+    UNUSED(suggested);
+    b->base = c->buf + c->len;
+    b->len = RAW_BUF - 1 - c->len;
+}
+
+static void on_raw_write(uv_write_t *w, int status)
+{
+    UNUSED(status);
+    free(w);
+}
+
+static void raw_record(const char *head)
+{
+    struct rec *r = &F.recs[F.nrecs++];
+    const char *id = strstr(head, "\r\nX-Request-ID: ");
+    r->at_ns = uv_hrtime();
+    if (id != NULL)
+        snprintf(r->request_id, sizeof(r->request_id), "%.*s", (int)strcspn(id + 16, "\r\n"),
+                 id + 16);
+}
+
+/* Handles one complete request head; false once the connection is closed. */
+static bool raw_serve(struct raw_conn *c, size_t head_len)
+{
+    cr_assert_lt(F.nrecs, MAX_RECS);
+    c->buf[head_len - 1] = '\0';
+    raw_record(c->buf);
+    memmove(c->buf, c->buf + head_len, c->len - head_len);
+    c->len -= head_len;
+    if (++c->served > 1) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        uv_close((uv_handle_t *)&c->tcp, NULL);
+        return false;
+    }
+    uv_write_t *w = malloc(sizeof(*w));
+    uv_buf_t b = uv_buf_init(R.answer, (unsigned)R.answer_len);
+    cr_assert_not_null(w);
+    cr_assert_eq(uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, on_raw_write), 0);
+    return true;
+}
+
+static void on_raw_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+    struct raw_conn *c = s->data;
+    const char *end;
+    UNUSED(b);
+    if (nread < 0) {
+        if (!uv_is_closing((uv_handle_t *)s))
+            uv_close((uv_handle_t *)s, NULL);
+        return;
+    }
+    c->len += (size_t)nread;
+    c->buf[c->len] = '\0';
+    while ((end = strstr(c->buf, "\r\n\r\n")) != NULL) {
+        if (!raw_serve(c, (size_t)(end - c->buf) + 4))
+            return;
+    }
+}
+
+static void on_raw_connection(uv_stream_t *server, int status)
+{
+    cr_assert_eq(status, 0);
+    cr_assert_lt(R.accepted, RAW_CONNS);
+    struct raw_conn *c = &R.conns[R.accepted++];
+    cr_assert_eq(uv_tcp_init(server->loop, &c->tcp), 0);
+    c->tcp.data = c;
+    cr_assert_eq(uv_accept(server, (uv_stream_t *)&c->tcp), 0);
+    cr_assert_eq(uv_read_start((uv_stream_t *)&c->tcp, on_raw_alloc, on_raw_read), 0);
+}
+
+static void raw_answer(void)
+{
+    size_t len = 0;
+    char file[256];
+    snprintf(file, sizeof(file), "%s/pds/search/PatientSearch.json", PDS_TEST_DATA);
+    char *body = read_file(file, &len);
+    cr_assert_not_null(body);
+    int n = snprintf(R.answer, sizeof(R.answer),
+                     "HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     len, body);
+    cr_assert(n > 0 && (size_t)n < sizeof(R.answer));
+    R.answer_len = (size_t)n;
+    free(body);
+}
+
+static void raw_start(struct pds_client_config cfg)
+{
+    struct sockaddr_in addr;
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    memset(&R, 0, sizeof(R));
+    raw_answer();
+    cr_assert_eq(uv_loop_init(&F.loop), 0);
+    uv_ip4_addr("127.0.0.1", 0, &addr);
+    cr_assert_eq(uv_tcp_init(&F.loop, &R.listener), 0);
+    cr_assert_eq(uv_tcp_bind(&R.listener, (const struct sockaddr *)&addr, 0), 0);
+    cr_assert_eq(uv_listen((uv_stream_t *)&R.listener, 64, on_raw_connection), 0);
+    cr_assert_eq(uv_tcp_getsockname(&R.listener, (struct sockaddr *)&ss, &len), 0);
+    F.port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    snprintf(F.base, sizeof(F.base), "http://127.0.0.1:%d" BASE_PATH, F.port);
+    cfg.base_url = F.base;
+    cr_assert_eq(http_client_new(&F.http, &F.loop), 0);
+    cr_assert_eq(pds_client_new(&F.pc, &F.loop, F.http, NULL, &cfg), 0);
+}
+
+static void raw_finish(void)
+{
+    pds_client_free(F.pc);
+    http_client_free(F.http);
+    cr_assert_eq(close_loop(&F.loop), 0);
+}
+
+/* The smallest gap between two requests in a row that reached the server, in ms. */
+static double min_gap_ms(void)
+{
+    double min = 1e9;
+    for (unsigned i = 1; i < F.nrecs; i++) {
+        double gap = ms_between(F.recs[i - 1].at_ns, F.recs[i].at_ns);
+        if (gap < min)
+            min = gap;
+    }
+    return min;
+}
+
+/* Every request after the first goes out on a pooled connection that the server drops. */
+Test(pds_client, curl_resends_wait_for_the_rate_budget)
+{
+    struct outcome o[6] = {{0}};
+    struct pds_client_config cfg = base_cfg();
+    cfg.rate = 5;
+    raw_start(cfg);
+
+    for (unsigned i = 0; i < 6; i++)
+        search("family=Smith&birthdate=eq2010-10-22", NULL, &o[i]);
+    wait_all(o, 6, 10000);
+    double span = ms_between(F.recs[0].at_ns, F.recs[F.nrecs - 1].at_ns) / 1000.0;
+    double gap = min_gap_ms();
+    cr_log_info("%u requests reached the server in %.2f s (%.1f/s), smallest gap %.1f ms", F.nrecs,
+                span, (F.nrecs - 1) / span, gap);
+    for (unsigned i = 0; i < 6; i++)
+        cr_assert_eq(o[i].status, 0, "request %u: %s", i, err_name(o[i].status));
+    cr_assert_eq(F.nrecs, 11, "%u requests reached the server", F.nrecs);
+    /* 5/s is 200 ms between requests, whichever request they belong to; 10% for jitter. */
+    cr_assert_geq(gap, 180.0, "two requests %.1f ms apart at 5/s", gap);
+    raw_finish();
+}
+
+/* With the budget to spare, the re-send goes ahead, and it is counted: in attempts, and
+ * in the metric as an attempt without an answer. */
+Test(pds_client, curl_resend_within_the_budget_counts_as_an_attempt)
+{
+    struct outcome o[2] = {{0}};
+    struct pds_client_config cfg = base_cfg();
+    const char *lost = "op=\"search\",status=\"error\"";
+    cfg.rate = 1e6;
+    cr_assert_eq(metrics_declare("pdstrace_pds_requests_total", METRICS_COUNTER, "test"), 0);
+    raw_start(cfg);
+
+    search("family=Smith&birthdate=eq2010-10-22", NULL, &o[0]);
+    wait_all(&o[0], 1, 5000);
+    search("family=Smith&birthdate=eq2010-10-22", NULL, &o[1]);
+    wait_all(&o[1], 1, 5000);
+    cr_assert_eq(o[1].status, 0, "status %s", err_name(o[1].status));
+    cr_assert_eq(F.nrecs, 3);
+    cr_assert_str_eq(F.recs[1].request_id, F.recs[2].request_id);
+    cr_assert_eq(o[1].res.attempts, 2, "libcurl's re-send was not counted");
+    cr_assert_float_eq(metrics_value("pdstrace_pds_requests_total", lost), 1.0, 1e-9);
+    raw_finish();
+    metrics_reset();
+}
+
+/* ---- TLS ---- */
+
+Test(pds_client, tls_failure_is_not_retried)
+{
+    struct tls_pki pki;
+    struct tls_server ts;
+    struct outcome o = {0};
+    struct pds_client_config cfg = base_cfg();
+    char base[128];
+    char line[2048];
+    int warnings = 0;
+    FILE *log = tmpfile();
+    cr_assert_not_null(log);
+    cr_assert_eq(tls_pki_make(&pki), 0);
+    cr_assert_eq(tls_server_start(&ts, &pki, false), 0);
+    /* The server's CA is not trusted: no ca_file. */
+    snprintf(base, sizeof(base), "https://127.0.0.1:%d" BASE_PATH, ts.port);
+    cfg.base_url = base;
+    log_set_stream(log);
+    start(cfg);
+
+    search("family=Smith&birthdate=eq2010-10-22", NULL, &o);
+    wait_all(&o, 1, 10000);
+    bool tick = false;
+    run_until(&F.loop, &tick, 300);
+    finish();
+    log_set_stream(NULL);
+    tls_server_stop(&ts);
+    tls_pki_remove(&pki);
+    rewind(log);
+    while (fgets(line, sizeof(line), log) != NULL)
+        warnings += strstr(line, "\"upstream TLS failure\"") != NULL;
+    fclose(log);
+    cr_assert_eq(o.calls, 1);
+    cr_assert_eq(o.status, ERR_UPSTREAM_TLS, "status %s", err_name(o.status));
+    cr_assert_eq(o.res.attempts, 1, "a refused certificate was tried %u times", o.res.attempts);
+    cr_assert_eq(warnings, 1, "%d TLS warnings", warnings);
 }

@@ -3,12 +3,15 @@
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <hiredis/hiredis.h>
 
 #include "pdstrace/err.h"
+#include "pdstrace/macros.h"
 #include "redis_server.h"
 #include "test_util.h"
 
@@ -21,42 +24,49 @@ struct url_case {
     int port;
     int db;
     char password[32];
+    char user[32];
 };
 
 ParameterizedTestParameters(redis_url, parse)
 {
     static struct url_case cases[] = {
-        {"redis://127.0.0.1", 1, "127.0.0.1", 6379, 0, ""},
-        {"redis://localhost:6380", 1, "localhost", 6380, 0, ""},
-        {"redis://127.0.0.1:6379/3", 1, "127.0.0.1", 6379, 3, ""},
-        {"redis://:secret@redis.internal:7000/15", 1, "redis.internal", 7000, 15, "secret"},
-        {"redis://:p%40ss%2Fw@host/2", 1, "host", 6379, 2, "p@ss/w"},
-        {"redis://:a@b@host", 1, "host", 6379, 0, "a@b"},
-        {"REDIS://host", 1, "host", 6379, 0, ""},
-        {"redis://[::1]:6390/1", 1, "::1", 6390, 1, ""},
-        {"redis://host/", 1, "host", 6379, 0, ""},
-        {"redis://h:65535/65535", 1, "h", 65535, 65535, ""},
-        {"", 0, "", 0, 0, ""},
-        {"http://host", 0, "", 0, 0, ""},
-        {"rediss://host", 0, "", 0, 0, ""},
-        {"redis://", 0, "", 0, 0, ""},
-        {"redis://:6379", 0, "", 0, 0, ""},
-        {"redis://host:", 0, "", 0, 0, ""},
-        {"redis://host:0", 0, "", 0, 0, ""},
-        {"redis://host:65536", 0, "", 0, 0, ""},
-        {"redis://host:12ab", 0, "", 0, 0, ""},
-        {"redis://host:-1", 0, "", 0, 0, ""},
-        {"redis://host/-1", 0, "", 0, 0, ""},
-        {"redis://host/abc", 0, "", 0, 0, ""},
-        {"redis://host/70000", 0, "", 0, 0, ""},
-        {"redis://host/99999999999", 0, "", 0, 0, ""},
-        {"redis://host:6379/1/2", 0, "", 0, 0, ""},
-        {"redis://user:pw@host", 0, "", 0, 0, ""},
-        {"redis://:@host", 0, "", 0, 0, ""},
-        {"redis://:p%4@host", 0, "", 0, 0, ""},
-        {"redis://ho st", 0, "", 0, 0, ""},
-        {"redis://[::1", 0, "", 0, 0, ""},
-        {"redis://host?db=1", 0, "", 0, 0, ""},
+        {"redis://127.0.0.1", 1, "127.0.0.1", 6379, 0, "", ""},
+        {"redis://localhost:6380", 1, "localhost", 6380, 0, "", ""},
+        {"redis://127.0.0.1:6379/3", 1, "127.0.0.1", 6379, 3, "", ""},
+        {"redis://:secret@redis.internal:7000/15", 1, "redis.internal", 7000, 15, "secret", ""},
+        {"redis://:p%40ss%2Fw@host/2", 1, "host", 6379, 2, "p@ss/w", ""},
+        {"redis://:a@b@host", 1, "host", 6379, 0, "a@b", ""},
+        {"REDIS://host", 1, "host", 6379, 0, "", ""},
+        {"redis://[::1]:6390/1", 1, "::1", 6390, 1, "", ""},
+        {"redis://host/", 1, "host", 6379, 0, "", ""},
+        {"redis://h:65535/65535", 1, "h", 65535, 65535, "", ""},
+        {"", 0, "", 0, 0, "", ""},
+        {"http://host", 0, "", 0, 0, "", ""},
+        {"rediss://host", 0, "", 0, 0, "", ""},
+        {"redis://", 0, "", 0, 0, "", ""},
+        {"redis://:6379", 0, "", 0, 0, "", ""},
+        {"redis://host:", 0, "", 0, 0, "", ""},
+        {"redis://host:0", 0, "", 0, 0, "", ""},
+        {"redis://host:65536", 0, "", 0, 0, "", ""},
+        {"redis://host:12ab", 0, "", 0, 0, "", ""},
+        {"redis://host:-1", 0, "", 0, 0, "", ""},
+        {"redis://host/-1", 0, "", 0, 0, "", ""},
+        {"redis://host/abc", 0, "", 0, 0, "", ""},
+        {"redis://host/70000", 0, "", 0, 0, "", ""},
+        {"redis://host/99999999999", 0, "", 0, 0, "", ""},
+        {"redis://host:6379/1/2", 0, "", 0, 0, "", ""},
+        {"redis://user:pw@host", 1, "host", 6379, 0, "pw", "user"},
+        {"redis://alice:s3:cr@t@redis.internal:6380/2", 1, "redis.internal", 6380, 2, "s3:cr@t",
+         "alice"},
+        {"redis://al%40ice:p%3Aw@host", 1, "host", 6379, 0, "p:w", "al@ice"},
+        {"redis://alice@host", 0, "", 0, 0, "", ""},
+        {"redis://alice:@host", 0, "", 0, 0, "", ""},
+        {"redis://al%4:pw@host", 0, "", 0, 0, "", ""},
+        {"redis://:@host", 0, "", 0, 0, "", ""},
+        {"redis://:p%4@host", 0, "", 0, 0, "", ""},
+        {"redis://ho st", 0, "", 0, 0, "", ""},
+        {"redis://[::1", 0, "", 0, 0, "", ""},
+        {"redis://host?db=1", 0, "", 0, 0, "", ""},
     };
     return cr_make_param_array(struct url_case, cases, sizeof(cases) / sizeof(cases[0]));
 }
@@ -75,6 +85,7 @@ ParameterizedTest(struct url_case *c, redis_url, parse, .timeout = 10)
     cr_assert_eq(u.port, c->port);
     cr_assert_eq(u.db, c->db);
     cr_assert_str_eq(u.password, c->password);
+    cr_assert_str_eq(u.user, c->user);
 }
 
 Test(redis_url, new_rejects_bad_config, .timeout = 10)
@@ -142,14 +153,12 @@ static void on_result(int status, struct redisReply *reply, void *arg)
         redis_conn_free(r->rc);
 }
 
-static struct redis_conn *conn_new(const char *suffix, unsigned command_timeout_ms,
-                                   unsigned ping_interval_ms)
+static struct redis_conn *conn_new_url(const char *url, unsigned connect_timeout_ms,
+                                       unsigned command_timeout_ms, unsigned ping_interval_ms)
 {
-    char url[128], base[64];
-    snprintf(url, sizeof(url), "%s%s", redis_server_url(&srv, base, sizeof(base)), suffix);
     struct redis_conn_config cfg = {
         .url = url,
-        .connect_timeout_ms = 500,
+        .connect_timeout_ms = connect_timeout_ms,
         .command_timeout_ms = command_timeout_ms,
         .reconnect_min_ms = 50,
         .reconnect_max_ms = 200,
@@ -159,6 +168,14 @@ static struct redis_conn *conn_new(const char *suffix, unsigned command_timeout_
     cr_assert_eq(redis_conn_new(&rc, &loop, &cfg), 0);
     cr_assert_not_null(rc);
     return rc;
+}
+
+static struct redis_conn *conn_new(const char *suffix, unsigned command_timeout_ms,
+                                   unsigned ping_interval_ms)
+{
+    char url[128], base[64];
+    snprintf(url, sizeof(url), "%s%s", redis_server_url(&srv, base, sizeof(base)), suffix);
+    return conn_new_url(url, 500, command_timeout_ms, ping_interval_ms);
 }
 
 struct waiter {
@@ -410,4 +427,207 @@ Test(redis_conn, free_from_inside_timeout_callback)
     cr_assert_eq(first.calls, 1);
     cr_assert_eq(behind.calls, 1);
     cr_assert_eq(behind.status, UV_ECANCELED);
+}
+
+/* ---- AUTH against a Redis with requirepass and a Redis 6 ACL user ---- */
+
+#define AUTH_PASSWORD  "default-secret"
+#define ALICE_PASSWORD "alice:secret@1"
+
+static void setup_auth(void)
+{
+    static const char *const conf[] = {"requirepass " AUTH_PASSWORD,
+                                       "user alice on >" ALICE_PASSWORD " ~* +@all", NULL};
+    signal(SIGPIPE, SIG_IGN);
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    memset(&srv, 0, sizeof(srv));
+    cr_assert_eq(redis_server_start_conf(&srv, conf), 0, "redis-server did not start");
+}
+
+TestSuite(redis_auth, .init = setup_auth, .fini = teardown, .timeout = 30);
+
+/* userinfo is the part before '@', already percent-encoded. */
+static struct redis_conn *auth_conn(const char *userinfo, const char *path)
+{
+    char url[160];
+    snprintf(url, sizeof(url), "redis://%s@127.0.0.1:%d%s", userinfo, srv.port, path);
+    return conn_new_url(url, 500, 0, 0);
+}
+
+static void assert_whoami(struct redis_conn *rc, const char *user)
+{
+    struct result r = {0};
+    cr_assert_eq(redis_conn_command(rc, on_result, &r, "ACL WHOAMI"), 0);
+    cr_assert(run_until(&loop, &r.done, 2000));
+    cr_assert_eq(r.status, 0);
+    cr_assert_str_eq(r.str, user);
+}
+
+Test(redis_auth, password_only_authenticates_default_user)
+{
+    struct redis_conn *rc = auth_conn(":" AUTH_PASSWORD, "/1");
+    cr_assert(wait_state(rc, REDIS_CONN_CONNECTED, true, 2000), "never connected");
+    set_ok(rc, "t:k", "v");
+    assert_whoami(rc, "default");
+    finish(rc);
+}
+
+Test(redis_auth, acl_user_and_password)
+{
+    /* The password holds ':' and '@', percent-encoded in the URL. */
+    struct redis_conn *rc = auth_conn("alice:alice%3Asecret%401", "/2");
+    cr_assert(wait_state(rc, REDIS_CONN_CONNECTED, true, 2000), "never connected");
+    set_ok(rc, "t:k", "v");
+    assert_whoami(rc, "alice");
+    finish(rc);
+}
+
+struct wrong_auth {
+    char userinfo[48];
+    char path[8];
+};
+
+ParameterizedTestParameters(redis_auth, wrong_credentials_never_connect)
+{
+    static struct wrong_auth cases[] = {
+        {":wrong-password", ""},
+        {"alice:wrong-password", ""},
+        {"alice:" AUTH_PASSWORD, "/1"},
+        {"mallory:alice%3Asecret%401", ""},
+    };
+    return cr_make_param_array(struct wrong_auth, cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+ParameterizedTest(struct wrong_auth *w, redis_auth, wrong_credentials_never_connect)
+{
+    struct redis_conn *rc = auth_conn(w->userinfo, w->path);
+    cr_assert_not(wait_state(rc, REDIS_CONN_CONNECTED, true, 800), "connected with %s",
+                  w->userinfo);
+    struct result r = {0};
+    cr_assert_eq(redis_conn_command(rc, on_result, &r, "PING"), ERR_UNAVAILABLE);
+    finish(rc);
+    cr_assert_eq(r.calls, 0);
+}
+
+Test(redis_auth, no_password_never_connects)
+{
+    struct redis_conn *rc = conn_new("", 0, 0);
+    cr_assert_not(wait_state(rc, REDIS_CONN_CONNECTED, true, 800));
+    finish(rc);
+}
+
+/* ---- host names, resolved off the loop (run under tests/support/slow_dns.c) ---- */
+
+/* The shim is preloaded only by the ctest entry unit/test_redis_conn_slow_dns, which sets
+ * PDS_SLOW_DNS; names then take SLOW_DNS_MS to resolve. */
+static bool slow_dns(void)
+{
+    return getenv("PDS_SLOW_DNS") != NULL;
+}
+
+static void setup_dns(void)
+{
+    if (slow_dns())
+        setup();
+}
+
+TestSuite(redis_dns, .init = setup_dns, .fini = teardown, .timeout = 30);
+
+/* Ticks every 5 ms and records the longest time between two ticks, in real time: a loop
+ * blocked in a lookup shows up as one long gap. */
+struct stall_meter {
+    uv_timer_t timer;
+    uint64_t last_ns;
+    uint64_t max_gap_ns;
+};
+
+static void on_tick(uv_timer_t *t)
+{
+    struct stall_meter *m = container_of(t, struct stall_meter, timer);
+    uint64_t now = uv_hrtime();
+    if (now - m->last_ns > m->max_gap_ns)
+        m->max_gap_ns = now - m->last_ns;
+    m->last_ns = now;
+}
+
+static void meter_start(struct stall_meter *m)
+{
+    uv_timer_init(&loop, &m->timer);
+    m->last_ns = uv_hrtime();
+    m->max_gap_ns = 0;
+    uv_timer_start(&m->timer, on_tick, 5, 5);
+}
+
+static unsigned meter_stop(struct stall_meter *m)
+{
+    on_tick(&m->timer);
+    uv_close((uv_handle_t *)&m->timer, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    return (unsigned)(m->max_gap_ns / 1000000);
+}
+
+static struct redis_conn *slow_conn(const char *host, unsigned connect_timeout_ms)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "redis://%s:%d/0", host, srv.port);
+    return conn_new_url(url, connect_timeout_ms, 0, 0);
+}
+
+Test(redis_dns, loop_runs_while_host_name_resolves)
+{
+    if (!slow_dns())
+        cr_skip_test("needs the slow_dns.c shim (ctest unit/test_redis_conn_slow_dns)");
+    struct stall_meter m;
+    meter_start(&m);
+    struct redis_conn *rc = slow_conn("slow.test", 3000);
+    cr_assert(wait_state(rc, REDIS_CONN_CONNECTED, true, 4000), "never connected");
+    unsigned gap = meter_stop(&m);
+    cr_assert_lt(gap, 50, "the loop stood still for %u ms", gap);
+    set_ok(rc, "t:k", "v");
+    finish(rc);
+}
+
+Test(redis_dns, resolver_slower_than_connect_deadline_still_connects)
+{
+    if (!slow_dns())
+        cr_skip_test("needs the slow_dns.c shim (ctest unit/test_redis_conn_slow_dns)");
+    struct stall_meter m;
+    meter_start(&m);
+    /* Every attempt times out before its lookup ends; the answer still gets used. */
+    struct redis_conn *rc = slow_conn("slow.test", 300);
+    cr_assert(wait_state(rc, REDIS_CONN_CONNECTED, true, 5000), "never connected");
+    unsigned gap = meter_stop(&m);
+    cr_assert_lt(gap, 50, "the loop stood still for %u ms", gap);
+    set_ok(rc, "t:k", "v");
+    finish(rc);
+}
+
+Test(redis_dns, unknown_host_is_a_failed_attempt)
+{
+    if (!slow_dns())
+        cr_skip_test("needs the slow_dns.c shim (ctest unit/test_redis_conn_slow_dns)");
+    struct stall_meter m;
+    meter_start(&m);
+    struct redis_conn *rc = slow_conn("nowhere.invalid", 3000);
+    /* Only a failed lookup can close the attempt before its 3 s deadline. */
+    cr_assert(wait_state(rc, REDIS_CONN_CLOSED, true, 1500),
+              "the failed lookup did not end the attempt");
+    cr_assert_neq(redis_conn_state(rc), REDIS_CONN_CONNECTED);
+    unsigned gap = meter_stop(&m);
+    cr_assert_lt(gap, 50, "the loop stood still for %u ms", gap);
+    finish(rc);
+}
+
+/* Freed while its lookup runs in a thread, and right after starting one (uv_cancel may or
+ * may not win): the callback must still run, and touch nothing once the last ref goes. */
+Test(redis_dns, free_while_resolving)
+{
+    if (!slow_dns())
+        cr_skip_test("needs the slow_dns.c shim (ctest unit/test_redis_conn_slow_dns)");
+    struct redis_conn *running = slow_conn("slow.test", 3000);
+    run_for(50);
+    struct redis_conn *fresh = slow_conn("slow.test", 3000);
+    redis_conn_free(fresh);
+    redis_conn_free(running);
+    cr_assert_eq(close_loop(&loop), 0);
 }

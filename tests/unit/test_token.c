@@ -591,7 +591,8 @@ Test(token, pds_401_refreshes_the_token_and_retries_once)
     snprintf(T.reject, sizeof(T.reject), "tok-1");
     start_pds();
 
-    cr_assert_eq(pds_client_search(T.pc, "family=Smith&birthdate=eq2010-10-22", "t-9", on_pds, &a),
+    cr_assert_eq(pds_client_search(T.pc, "family=Smith&birthdate=eq2010-10-22",
+                                   &(struct pds_call){.correlation_id = "t-9"}, on_pds, &a),
                  0);
     cr_assert(wait_for(&a.done, 5000));
     cr_assert_eq(a.status, 0, "status %s", err_name(a.status));

@@ -1,0 +1,148 @@
+#ifndef PDS_NET_HTTP_SERVER_INT_H
+#define PDS_NET_HTTP_SERVER_INT_H
+
+/* Shared only by the files of the HTTP server module: http_server.c (connections and the
+ * parser), http_conn_limit.c (who is admitted when the server is full) and
+ * http_exchange.c (the request accessors). Nothing outside src/net/http_*.c includes it. */
+
+#include <http_parser.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+#include <uv.h>
+
+#include "pdstrace/buf.h"
+#include "pdstrace/http_server.h"
+
+/* One read's worth of bytes; also the ceiling on bytes held back while a request is being
+ * handled, so a client that floods us is simply not read any more. */
+#define READ_BUF_SIZE  65536
+#define REQUEST_ID_MAX 128
+
+enum conn_phase {
+    PHASE_WAIT,     /* accepted, nothing received yet: header timeout */
+    PHASE_IDLE,     /* keep-alive, between requests: idle timeout */
+    PHASE_HEADERS,  /* request line and headers: header timeout */
+    PHASE_BODY,     /* body: body timeout */
+    PHASE_HANDLING, /* the handler has the request: no timer, parser paused */
+    PHASE_WRITING,  /* the response is queued: write deadline (idle timeout) */
+    PHASE_LINGER,   /* write side shut, discarding input until EOF: linger deadline */
+};
+
+enum header_state { HS_NONE, HS_FIELD, HS_VALUE };
+
+/* An intrusive doubly linked list node; a list is a sentinel node. Unlinked nodes have
+ * NULL pointers, so removing one twice is harmless. */
+struct lru {
+    struct lru *prev, *next;
+};
+
+/* The connections of one client address (http_conn_limit.c). */
+struct http_peer;
+
+struct http_peer_table {
+    struct http_peer **buckets; /* NULL when there is no per-address cap */
+    size_t mask;                /* buckets - 1; a power of two */
+    uint64_t seed;              /* random, so that addresses cannot be chosen to collide */
+};
+
+struct http_server {
+    uv_loop_t *loop;
+    struct http_server_config cfg;
+    uv_tcp_t listener;
+    uv_timer_t drain_timer;
+    struct conn *conns;
+    struct lru idle; /* idle connections, least recently active first */
+    struct http_peer_table peers;
+    unsigned nconns;
+    unsigned in_flight;
+    unsigned refs; /* the owner, two handles, one per connection struct */
+    int port;
+    char *host;
+    bool listener_open;
+    bool timer_open;
+    bool freeing;
+    bool draining;
+    http_server_drained_cb *drain_cb;
+    void *drain_arg;
+    time_t date_sec;
+    char date[40];
+    char rbuf[READ_BUF_SIZE];
+};
+
+struct conn {
+    struct http_server *srv;
+    struct conn *prev, *next;
+    struct lru idle_node;   /* in srv->idle while idle */
+    struct lru peer_node;   /* in peer's idle list while idle */
+    struct http_peer *peer; /* NULL without a per-address cap */
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_shutdown_t shutdown;
+    http_parser parser;
+    enum conn_phase phase;
+    struct buf pending;        /* bytes received but not yet parsed */
+    struct http_exchange *cur; /* the request being parsed, handled or answered */
+    unsigned refs;             /* one for the open handles, one per exchange */
+    int handles_open;
+    size_t header_bytes;
+    unsigned nheaders;
+    enum header_state hstate;
+    int fail_status;
+    const char *fail_code;
+    const char *fail_msg;
+    const char *scan_at; /* next byte to check for framing, inside the buffer being parsed */
+    char scan_last;      /* the last framing byte checked; 0 after body data */
+    bool crlf_due;       /* chunk data ended: the next framing bytes must be CRLF */
+    bool want_continue;  /* answer "100 Continue" once the bytes parsed so far are checked */
+    bool closing;
+    bool close_after;
+    bool msg_done;
+    bool read_paused;
+    bool eof;
+    bool headers_done;
+};
+
+struct http_exchange {
+    struct conn *conn;
+    unsigned refs; /* one for the connection, one for the handler */
+    bool detached;
+    bool responded;
+    bool keep_alive;
+    bool is_head;
+    bool http10;
+    const char *method;
+    const char *route;
+    const void *user;
+    unsigned long long start_ns;
+    struct buf url, path, query, headers, body, resp_headers;
+    char request_id[REQUEST_ID_MAX + 1];
+};
+
+/* Closes c at once, without an answer (http_server.c). */
+void http_conn_close(struct conn *c);
+
+/* How many request headers are named name (case-insensitively); *first gets the first
+ * value, or NULL (http_exchange.c). */
+unsigned http_exchange_header_count(const struct http_exchange *x, const char *name,
+                                    const char **first);
+
+/* The connection limits (http_conn_limit.c). init returns 0 or UV_ENOMEM; free releases
+ * the table once every connection has gone. */
+int http_limit_init(struct http_server *srv);
+void http_limit_free(struct http_server *srv);
+
+/* Called on every phase change of c: idle connections (WAIT and IDLE) go to the tail of
+ * the server's and their address's idle lists, the others leave them. */
+void http_limit_phase(struct conn *c);
+
+/* Called for a connection just accepted (and counted in srv->nconns). Makes room for it
+ * by closing the oldest idle connection of its address, at the per-address cap, or of the
+ * server, at max_connections. Returns 0 to admit c, or <0 when c must be refused because
+ * nothing idle can make room. */
+int http_limit_admit(struct conn *c);
+
+/* Called when c closes: it leaves the idle lists and its address's count. */
+void http_limit_forget(struct conn *c);
+
+#endif
