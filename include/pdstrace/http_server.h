@@ -113,6 +113,11 @@ void http_exchange_abort(struct http_exchange *x);
 void http_exchange_respond_error(struct http_exchange *x, int status, const char *code,
                                  const char *field, const char *message);
 
+/* The same for an error code (err.h): its HTTP status and API code come from
+ * err_http_status/err_api_code, the one mapping; message NULL takes err_str(err). */
+void http_exchange_respond_err(struct http_exchange *x, int err, const char *field,
+                               const char *message);
+
 /* Called after each response is handed to the socket, for metrics: route label, status and
  * seconds from request complete to response queued. One hook per process. */
 typedef void http_server_observer_fn(const char *route, int status, double seconds);

@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "pdstrace/apikeys.h"
+#include "pdstrace/err.h"
 
 static const char *bearer_token(const struct http_exchange *x)
 {
@@ -26,14 +27,14 @@ int api_guard(struct http_exchange *x, const char *role, void *arg)
     const struct apikey *key = token != NULL ? apikeys_find(ctx->keys, token) : NULL;
     if (key == NULL) {
         http_exchange_add_header(x, "WWW-Authenticate", "Bearer");
-        http_exchange_respond_error(x, 401, "unauthorised", "Authorization",
-                                    "a valid API key is required: Authorization: Bearer <key>");
+        http_exchange_respond_err(x, ERR_UNAUTHORISED, "Authorization",
+                                  "a valid API key is required: Authorization: Bearer <key>");
         return -1;
     }
     if ((key->roles & apikeys_role(role)) == 0) {
         char msg[96];
         snprintf(msg, sizeof(msg), "this API key lacks the role %s", role);
-        http_exchange_respond_error(x, 403, "forbidden", NULL, msg);
+        http_exchange_respond_err(x, ERR_FORBIDDEN, NULL, msg);
         return -1;
     }
     http_exchange_set_user(x, key);
@@ -51,7 +52,7 @@ void api_respond_json(struct http_exchange *x, int status, json_t *body)
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(body);
     if (text == NULL) {
-        http_exchange_respond_error(x, 500, "internal", NULL, "out of memory");
+        http_exchange_respond_err(x, UV_ENOMEM, NULL, NULL);
         return;
     }
     http_exchange_respond(x, status, "application/json", text, strlen(text));

@@ -4,6 +4,7 @@
 
 #include "pdstrace/buf.h"
 #include "pdstrace/config.h"
+#include "pdstrace/err.h"
 #include "pdstrace/metrics.h"
 #include "pdstrace/redis_conn.h"
 #include "pdstrace/token.h"
@@ -45,7 +46,7 @@ static void metrics(struct http_exchange *x, const struct route_params *p, void 
     buf_init(&out, 8 << 20);
     if (metrics_render(&out) != 0) {
         buf_free(&out);
-        http_exchange_respond_error(x, 500, "internal", NULL, "metrics too large");
+        http_exchange_respond_err(x, ERR_INTERNAL, NULL, "metrics too large");
         return;
     }
     http_exchange_respond(x, 200, "text/plain; version=0.0.4", buf_cstr(&out), out.len);

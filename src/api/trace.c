@@ -54,8 +54,7 @@ static void answer(struct trace_request *t, const struct trace_result *r)
     err = err ? err : trace_result_format(r, &b);
     err = err ? err : buf_append_str(&b, ",\"write_back\":\"not_requested\"}");
     if (err)
-        http_exchange_respond_error(t->x, err_http_status(err), err_api_code(err), NULL,
-                                    err_str(err));
+        http_exchange_respond_err(t->x, err, NULL, NULL);
     else
         http_exchange_respond(t->x, 200, "application/json", b.data, b.len);
     buf_free(&b);
@@ -85,7 +84,7 @@ static void fail(struct trace_request *t, int status, const char *detail)
         snprintf(msg, sizeof(msg), "%s", err_str(status));
     if (status == ERR_RATE_LIMITED)
         add_retry_after(t->x, t->cfg);
-    http_exchange_respond_error(t->x, err_http_status(status), err_api_code(status), NULL, msg);
+    http_exchange_respond_err(t->x, status, NULL, msg);
 }
 
 static void on_traced(int status, const struct trace_result *r, const char *detail, void *arg)
@@ -147,8 +146,7 @@ static void post_trace(struct http_exchange *x, const struct route_params *p, vo
         return;
     struct trace_request *t = calloc(1, sizeof(*t));
     if (t == NULL) {
-        http_exchange_respond_error(x, err_http_status(UV_ENOMEM), err_api_code(UV_ENOMEM), NULL,
-                                    err_str(UV_ENOMEM));
+        http_exchange_respond_err(x, UV_ENOMEM, NULL, NULL);
         return;
     }
     t->x = x;

@@ -1154,6 +1154,13 @@ void http_exchange_abort(struct http_exchange *x)
     exchange_unref(x);
 }
 
+void http_exchange_respond_err(struct http_exchange *x, int err, const char *field,
+                               const char *message)
+{
+    http_exchange_respond_error(x, err_http_status(err), err_api_code(err), field,
+                                message != NULL ? message : err_str(err));
+}
+
 void http_exchange_respond_error(struct http_exchange *x, int status, const char *code,
                                  const char *field, const char *message)
 {

@@ -267,7 +267,7 @@ static void respond_unmatched(struct http_exchange *x, const struct buf *allow, 
         http_exchange_add_header(x, "Allow", allow->data);
         http_exchange_respond_error(x, 405, "invalid_field", "method", "method not allowed");
     } else {
-        http_exchange_respond_error(x, 404, "not_found", NULL, "no such resource");
+        http_exchange_respond_err(x, ERR_NOT_FOUND, NULL, "no such resource");
     }
 }
 
@@ -299,7 +299,7 @@ void router_dispatch(struct http_exchange *x, void *router)
     bool bad = false;
     buf_init(&allow, ALLOW_MAX);
     if (sp.copy == NULL) {
-        http_exchange_respond_error(x, 500, "internal", NULL, "out of memory");
+        http_exchange_respond_err(x, UV_ENOMEM, NULL, NULL);
         return;
     }
     const struct route *rt = NULL;
