@@ -649,21 +649,27 @@ Test(trace, a_trace_ends_at_its_deadline)
     stack_stop(&st);
 }
 
-/* A caller that hangs up mid-cascade: the trace stops before its next PDS request. */
-Test(trace, a_trace_stops_when_its_caller_leaves)
+/* Sends a trace over a raw connection, to hang up on it or read the answer later. */
+static int send_trace_raw(const char *body)
 {
-    start(NULL, NULL);
-    json_decref(stack_pds_admin(&st, "PUT", "/_admin/faults", "{\"latency_ms\":400}"));
-    int fd = tcp_connect(st.svc.port, 2000);
-    cr_assert_geq(fd, 0);
-    static const char body[] = "{\"family\":\"Nobodyson\",\"given\":[\"Nemo\"],"
-                               "\"birth_date\":\"1970-01-01\",\"postcode\":\"LS1 6AE\"}";
     char req[1024];
     int n = snprintf(req, sizeof(req),
                      "POST /v1/trace HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
                      "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
                      STACK_KEY_TRACE, strlen(body), body);
+    int fd = tcp_connect(st.svc.port, 5000);
+    cr_assert_geq(fd, 0);
     cr_assert_eq(tcp_send(fd, req, (size_t)n), 0);
+    return fd;
+}
+
+/* A caller that hangs up mid-cascade: the trace stops before its next PDS request. */
+Test(trace, a_trace_stops_when_its_caller_leaves)
+{
+    start(NULL, NULL);
+    json_decref(stack_pds_admin(&st, "PUT", "/_admin/faults", "{\"latency_ms\":400}"));
+    int fd = send_trace_raw("{\"family\":\"Nobodyson\",\"given\":[\"Nemo\"],"
+                            "\"birth_date\":\"1970-01-01\",\"postcode\":\"LS1 6AE\"}");
     sleep_ms(200);
     close(fd);
     /* Without the check, the five steps of the cascade take about 2 s. */
@@ -684,16 +690,11 @@ Test(trace, a_full_pds_queue_is_429_with_retry_after)
     json_decref(stack_pds_admin(&st, "PUT", "/_admin/faults", "{\"latency_ms\":1500}"));
     int fds[3];
     for (int i = 0; i < 3; i++) {
-        char body[256], req[1024];
+        char body[256];
         snprintf(body, sizeof(body),
                  "{\"family\":\"Queue\",\"given\":[\"Person\"],\"birth_date\":\"19%02d-01-01\"}",
                  50 + i);
-        int n = snprintf(req, sizeof(req),
-                         "POST /v1/trace HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
-                         "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-                         STACK_KEY_TRACE, strlen(body), body);
-        fds[i] = tcp_connect(st.svc.port, 5000);
-        cr_assert_eq(tcp_send(fds[i], req, (size_t)n), 0);
+        fds[i] = send_trace_raw(body);
         sleep_ms(100);
     }
     char out[4096];
