@@ -7,6 +7,7 @@
 #include "pdstrace/err.h"
 #include "pdstrace/macros.h"
 #include "pdstrace/nhs_number.h"
+#include "pdstrace/unicode.h"
 
 /* Reasons end up in "<field> <reason>" messages, so none of them may quote the value. */
 static const char R_REQUIRED[] = "is required";
@@ -219,43 +220,10 @@ static size_t drop_suffix(const char *s, size_t n)
     return n;
 }
 
-/* Letters (and the combining marks that accent them) of the scripts names are written in,
- * beyond ASCII: Latin, Greek, Cyrillic, Armenian, Hebrew, Arabic, the Indic scripts, Thai,
- * Georgian, Hangul, kana and CJK ideographs. Digits, punctuation and symbols of those
- * blocks are left out, and so is everything else (emoji, arrows, private use): PDS holds
- * names as letters, and a name it cannot hold must be refused here rather than sent. */
-static const struct letter_range {
-    uint32_t lo, hi;
-} letter_ranges[] = {
-    {0x00C0, 0x00D6}, {0x00D8, 0x00F6}, {0x00F8, 0x02AF}, {0x02B0, 0x02C1},   {0x02C6, 0x02D1},
-    {0x0300, 0x036F}, {0x0370, 0x0373}, {0x0376, 0x0377}, {0x037B, 0x037D},   {0x037F, 0x037F},
-    {0x0386, 0x0386}, {0x0388, 0x03F5}, {0x03F7, 0x0481}, {0x0483, 0x052F},   {0x0531, 0x0556},
-    {0x0560, 0x0588}, {0x0591, 0x05BD}, {0x05BF, 0x05BF}, {0x05C1, 0x05C2},   {0x05C4, 0x05C5},
-    {0x05C7, 0x05C7}, {0x05D0, 0x05EA}, {0x05EF, 0x05F2}, {0x0610, 0x061A},   {0x0620, 0x065F},
-    {0x066E, 0x06D3}, {0x06D5, 0x06DC}, {0x06DF, 0x06E8}, {0x06EA, 0x06EF},   {0x06FA, 0x06FC},
-    {0x06FF, 0x06FF}, {0x0750, 0x077F}, {0x0900, 0x0963}, {0x0971, 0x09E3},   {0x09F0, 0x09F1},
-    {0x0A00, 0x0A65}, {0x0A70, 0x0AE3}, {0x0AF9, 0x0B63}, {0x0B71, 0x0BE5},   {0x0C00, 0x0C63},
-    {0x0C80, 0x0CE3}, {0x0D00, 0x0D63}, {0x0D7A, 0x0D7F}, {0x0D80, 0x0DE5},   {0x0E01, 0x0E3A},
-    {0x0E40, 0x0E4E}, {0x10A0, 0x10FA}, {0x10FC, 0x10FF}, {0x1100, 0x11FF},   {0x1E00, 0x1FBC},
-    {0x1FC2, 0x1FCC}, {0x1FD0, 0x1FDB}, {0x1FE0, 0x1FEC}, {0x1FF2, 0x1FFC},   {0x3041, 0x3096},
-    {0x3099, 0x309A}, {0x309D, 0x309F}, {0x30A1, 0x30FA}, {0x30FC, 0x30FF},   {0x3400, 0x4DBF},
-    {0x4E00, 0x9FFF}, {0xAC00, 0xD7A3}, {0xF900, 0xFAFF}, {0x20000, 0x2FA1F},
-};
-
-static bool is_letter_cp(uint32_t cp)
-{
-    if (cp < 0x80)
-        return is_alpha((unsigned char)cp);
-    for (size_t i = 0; i < ARRAY_SIZE(letter_ranges); i++)
-        if (cp >= letter_ranges[i].lo && cp <= letter_ranges[i].hi)
-            return true;
-    return false;
-}
-
 /* The reason a character of a normalised name is refused, or NULL. */
 static const char *name_char_problem(uint32_t cp)
 {
-    if (is_letter_cp(cp) || (cp < 0x80 && memchr(" '-.", (int)cp, 4) != NULL))
+    if (unicode_is_letter(cp) || (cp < 0x80 && memchr(" '-.", (int)cp, 4) != NULL))
         return NULL;
     return cp < 0x80 && is_digit((unsigned char)cp) ? R_DIGITS : R_PUNCT;
 }
@@ -274,7 +242,7 @@ static int check_name_chars(const char *s, size_t n, const char **why)
             *why = problem;
             return ERR_INVALID_INPUT;
         }
-        letter = letter || is_letter_cp(cp);
+        letter = letter || unicode_is_letter(cp);
         i += len;
     }
     if (chars > DEMOG_NAME_MAX_CHARS) {
