@@ -14,4 +14,8 @@ fi
 if grep -nE '(^|[^:"])//' $files | grep -vE '"[^"]*//[^"]*"'; then
   echo "checksrc: // comment; use /* */" >&2; status=1
 fi
+# struct buf's fields belong to buf.c (include/pdstrace/buf.h).
+if grep -nE 'priv_(mem|len|cap|max)\b' $(git ls-files '*.c' '*.h' | grep -vE '^(src/core/buf\.c|include/pdstrace/buf\.h)$'); then
+  echo "checksrc: struct buf's fields are private to buf.c; use its functions" >&2; status=1
+fi
 exit $status

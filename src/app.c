@@ -313,9 +313,8 @@ static int start_traces(struct app *app, char *err, size_t n)
         return ERR_CONFIG;
     }
     struct cache_config cc = {c->redis.key_prefix, c->cache.ttl_s, c->cache.negative_ttl_s};
-    int e = cache_new(&app->cache, app->redis, secret.data, secret.len, &cc);
-    OPENSSL_cleanse(secret.data, secret.len);
-    buf_free(&secret);
+    int e = cache_new(&app->cache, app->redis, buf_cstr(&secret), buf_len(&secret), &cc);
+    buf_wipe(&secret);
     if (e)
         return e;
     struct trace_service_config tc = {

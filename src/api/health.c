@@ -49,7 +49,7 @@ static void metrics(struct http_exchange *x, const struct route_params *p, void 
         http_exchange_respond_err(x, ERR_INTERNAL, NULL, "metrics too large");
         return;
     }
-    http_exchange_respond(x, 200, "text/plain; version=0.0.4", buf_cstr(&out), out.len);
+    http_exchange_respond(x, 200, "text/plain; version=0.0.4", buf_cstr(&out), buf_len(&out));
     buf_free(&out);
 }
 

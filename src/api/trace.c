@@ -56,7 +56,7 @@ static void answer(struct trace_request *t, const struct trace_result *r)
     if (err)
         http_exchange_respond_err(t->x, err, NULL, NULL);
     else
-        http_exchange_respond(t->x, 200, "application/json", b.data, b.len);
+        http_exchange_respond(t->x, 200, "application/json", buf_cstr(&b), buf_len(&b));
     buf_free(&b);
 }
 

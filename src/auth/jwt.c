@@ -125,7 +125,7 @@ static int append_signature(struct buf *b, EVP_PKEY *pkey)
     size_t siglen = sizeof(sig);
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     int ok = ctx != NULL && EVP_DigestSignInit(ctx, NULL, EVP_sha512(), NULL, pkey) == 1 &&
-             EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *)b->data, b->len) == 1;
+             EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *)buf_cstr(b), buf_len(b)) == 1;
     EVP_MD_CTX_free(ctx);
     if (!ok) {
         ERR_clear_error();

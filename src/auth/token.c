@@ -210,7 +210,7 @@ static int start_exchange(struct token_source *ts)
                                       .url = ts->token_url,
                                       .headers = headers,
                                       .body = buf_cstr(&body),
-                                      .body_len = body.len,
+                                      .body_len = buf_len(&body),
                                       .timeout_ms = ts->timeout_ms,
                                       .max_response_bytes = MAX_RESPONSE_BYTES,
                                       .tls = &ts->tls};

@@ -401,9 +401,11 @@ static int check_secret(const char *path, int fd, struct buf *out)
     int err = read_secret(fd, out);
     if (err)
         return err;
-    while (out->len > 0 && is_space(out->data[out->len - 1]))
-        out->data[--out->len] = '\0';
-    if (out->len < CRYPTO_SECRET_MIN)
+    size_t n = buf_len(out);
+    while (n > 0 && is_space(buf_cstr(out)[n - 1]))
+        n--;
+    buf_truncate(out, n);
+    if (buf_len(out) < CRYPTO_SECRET_MIN)
         return ERR_CONFIG;
     /* Refusing would break deployments that mount secrets with loose modes, so only warn;
      * the path is configuration, not personal data. */
@@ -421,10 +423,7 @@ int crypto_load_secret(const char *path, struct buf *out)
         return ERR_CONFIG;
     int err = check_secret(path, fd, out);
     close(fd);
-    if (err) {
-        if (out->data != NULL)
-            OPENSSL_cleanse(out->data, out->cap);
-        buf_free(out);
-    }
+    if (err)
+        buf_wipe(out);
     return err;
 }

@@ -28,10 +28,10 @@ void log_set_buffered(int on)
 
 void log_flush(void)
 {
-    if (pending.len == 0)
+    if (buf_len(&pending) == 0)
         return;
     FILE *f = stream != NULL ? stream : stderr;
-    fwrite(pending.data, 1, pending.len, f);
+    fwrite(buf_cstr(&pending), 1, buf_len(&pending), f);
     fflush(f);
     buf_reset(&pending);
 }
@@ -40,7 +40,7 @@ void log_flush(void)
 static void emit(const char *text)
 {
     if (buffered) {
-        if (pending.len > (64 << 10))
+        if (buf_len(&pending) > (64 << 10))
             log_flush();
         if (buf_append_str(&pending, text) == 0 && buf_append(&pending, "\n", 1) == 0)
             return;
@@ -142,7 +142,7 @@ void log_event(enum log_level level, const char *request_id, const char *msg, js
     if (log_enabled(level)) {
         buf_reset(&line);
         if (format_line(&line, level, request_id, msg, fields) == 0)
-            emit(line.data);
+            emit(buf_cstr(&line));
     }
     json_decref(fields);
 }
@@ -165,7 +165,7 @@ void log_fields(enum log_level level, const char *request_id, const char *msg,
     }
     err = err ? err : buf_append(&line, "}", 1);
     if (!err)
-        emit(line.data);
+        emit(buf_cstr(&line));
 }
 
 void log_msgf(enum log_level level, const char *request_id, const char *fmt, ...)

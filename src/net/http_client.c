@@ -315,7 +315,7 @@ static void request_free(struct http_request *r)
 static void complete(struct http_request *r, int status)
 {
     r->res.body = buf_cstr(&r->body);
-    r->res.body_len = r->body.len;
+    r->res.body_len = buf_len(&r->body);
     r->cb(status, status == 0 ? &r->res : NULL, r->arg);
     request_free(r);
 }
@@ -389,7 +389,7 @@ static int store_header(struct buf *b, const char *p, size_t len)
         v++;
         vlen--;
     }
-    if (nlen + vlen + 2 > b->max - b->len)
+    if (nlen + vlen + 2 > buf_room(b))
         return ERR_TOO_LARGE;
     int err = buf_append(b, p, nlen);
     if (!err)
@@ -424,7 +424,7 @@ const char *http_client_response_header(const struct http_client_response *res, 
     const struct http_request *r =
         (const struct http_request *)((const char *)res - offsetof(struct http_request, res));
     const char *p = buf_cstr(&r->hdrs);
-    const char *end = p + r->hdrs.len;
+    const char *end = p + buf_len(&r->hdrs);
 
     while (p < end) {
         const char *value = p + strlen(p) + 1;

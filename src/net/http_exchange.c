@@ -25,12 +25,12 @@ const char *http_exchange_query(const struct http_exchange *x)
 unsigned http_exchange_header_count(const struct http_exchange *x, const char *name,
                                     const char **first)
 {
-    const char *p = x->headers.data;
+    const char *p = buf_cstr(&x->headers);
     unsigned n = 0;
     *first = NULL;
     if (p == NULL)
         return 0; /* no headers: and NULL + 0 is undefined, so no end pointer either */
-    const char *end = p + x->headers.len;
+    const char *end = p + buf_len(&x->headers);
     while (p < end) {
         const char *value = p + strlen(p) + 1;
         if (value >= end)
@@ -52,7 +52,7 @@ const char *http_exchange_header(const struct http_exchange *x, const char *name
 const char *http_exchange_body(const struct http_exchange *x, size_t *len)
 {
     if (len != NULL)
-        *len = x->body.len;
+        *len = buf_len(&x->body);
     return buf_cstr(&x->body);
 }
 

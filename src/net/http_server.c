@@ -140,7 +140,7 @@ static void resume_reading(struct conn *c)
 {
     if (!c->read_paused || c->closing || c->eof)
         return;
-    if (c->phase != PHASE_LINGER && c->pending.len >= c->pending.max)
+    if (c->phase != PHASE_LINGER && buf_room(&c->pending) == 0)
         return;
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
         conn_close(c);
@@ -272,7 +272,7 @@ static int build_head(struct buf *out, struct http_exchange *x, int status, cons
     else if (!err && x->http10)
         err = buf_append_str(out, "Connection: keep-alive\r\n");
     if (!err)
-        err = buf_append(out, x->resp_headers.data, x->resp_headers.len);
+        err = buf_append(out, buf_cstr(&x->resp_headers), buf_len(&x->resp_headers));
     if (!err)
         err = buf_append_str(out, "\r\n");
     return err;
@@ -319,7 +319,7 @@ static void send_response(struct http_exchange *x, int status, const char *ct, c
     int err = build_head(&out, x, status, ct, len, close);
     if (!err && !x->is_head && status_has_body(status) && len > 0)
         err = buf_append(&out, body, len);
-    size_t n = out.len;
+    size_t n = buf_len(&out);
     if (!err)
         err = queue_write(c, buf_steal(&out), n, true);
     buf_free(&out);
@@ -465,8 +465,8 @@ static void resume(struct conn *c)
     http_parser_pause(&c->parser, 0);
     c->msg_done = false;
     set_phase(c, PHASE_IDLE);
-    if (c->pending.len > 0) {
-        size_t n = c->pending.len;
+    if (buf_len(&c->pending) > 0) {
+        size_t n = buf_len(&c->pending);
         char *data = buf_steal(&c->pending);
         feed(c, data, n);
         free(data);
@@ -678,11 +678,12 @@ static int split_url(struct http_exchange *x)
 {
     struct http_parser_url u;
     http_parser_url_init(&u);
-    if (x->url.len == 0 || http_parser_parse_url(x->url.data, x->url.len, 0, &u) != 0)
+    if (buf_len(&x->url) == 0 ||
+        http_parser_parse_url(buf_cstr(&x->url), buf_len(&x->url), 0, &u) != 0)
         return -1;
     if (!(u.field_set & (1 << UF_PATH)))
         return -1;
-    const char *s = x->url.data;
+    const char *s = buf_cstr(&x->url);
     int err = buf_append(&x->path, s + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
     if (!err && (u.field_set & (1 << UF_QUERY)))
         err = buf_append(&x->query, s + u.field_data[UF_QUERY].off, u.field_data[UF_QUERY].len);
@@ -837,7 +838,7 @@ static void stash(struct conn *c, const char *data, size_t n)
         conn_close(c);
         return;
     }
-    if (c->pending.len >= c->pending.max)
+    if (buf_room(&c->pending) == 0)
         pause_reading(c);
 }
 
@@ -847,7 +848,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
     size_t n = sizeof(c->srv->rbuf);
     UNUSED(suggested);
     if (c->phase == PHASE_HANDLING || c->phase == PHASE_WRITING) {
-        size_t room = c->pending.max - c->pending.len;
+        size_t room = buf_room(&c->pending);
         n = room < n ? room : n;
     }
     /* One buffer serves every connection: read_cb consumes it before the next alloc. */

@@ -234,19 +234,19 @@ static bool method_matches(const struct route *rt, const char *method)
     return strcmp(method, "HEAD") == 0 && strcmp(rt->method, "GET") == 0;
 }
 
-static void add_allow(struct buf *allow, const char *method)
+/* Adds method to the Allow list unless it is there. Returns 0 or a buf error. */
+static int add_allow(struct buf *allow, const char *method)
 {
     const char *p = buf_cstr(allow);
     size_t n = strlen(method);
     while ((p = strstr(p, method)) != NULL) {
-        bool start = p == allow->data || p[-1] == ' ';
+        bool start = p == buf_cstr(allow) || p[-1] == ' ';
         if (start && (p[n] == ',' || p[n] == '\0'))
-            return;
+            return 0;
         p += n;
     }
-    if (allow->len > 0)
-        buf_append_str(allow, ", ");
-    buf_append_str(allow, method);
+    int err = buf_len(allow) > 0 ? buf_append_str(allow, ", ") : 0;
+    return err ? err : buf_append_str(allow, method);
 }
 
 static void run_route(struct router *r, const struct route *rt, struct http_exchange *x,
@@ -263,17 +263,18 @@ static void respond_unmatched(struct http_exchange *x, const struct buf *allow, 
     if (bad) {
         http_exchange_respond_error(x, 400, "invalid_field", "path",
                                     "malformed percent-encoding in path");
-    } else if (allow->len > 0) {
-        http_exchange_add_header(x, "Allow", allow->data);
+    } else if (buf_len(allow) > 0) {
+        http_exchange_add_header(x, "Allow", buf_cstr(allow));
         http_exchange_respond_error(x, 405, "invalid_field", "method", "method not allowed");
     } else {
         http_exchange_respond_err(x, ERR_NOT_FOUND, NULL, "no such resource");
     }
 }
 
-/* Tries every route; a match with the right method wins, others only collect Allow. */
+/* Tries every route; a match with the right method wins, others only collect Allow. A
+ * failure to collect Allow (out of memory) ends the search with *err set. */
 static const struct route *find(struct router *r, const char *method, const struct split_path *sp,
-                                struct route_params *params, struct buf *allow, bool *bad)
+                                struct route_params *params, struct buf *allow, bool *bad, int *err)
 {
     for (size_t i = 0; i < r->count; i++) {
         const struct route *rt = &r->routes[i];
@@ -285,7 +286,9 @@ static const struct route *find(struct router *r, const char *method, const stru
         if (method_matches(rt, method))
             return rt;
         params_free(params);
-        add_allow(allow, rt->method);
+        *err = add_allow(allow, rt->method);
+        if (*err)
+            break;
     }
     return NULL;
 }
@@ -303,10 +306,13 @@ void router_dispatch(struct http_exchange *x, void *router)
         return;
     }
     const struct route *rt = NULL;
+    int err = 0;
     if (split(sp.copy, sp.segs, &sp.nsegs) == 0)
-        rt = find(r, http_exchange_method(x), &sp, &params, &allow, &bad);
+        rt = find(r, http_exchange_method(x), &sp, &params, &allow, &bad, &err);
     if (rt != NULL)
         run_route(r, rt, x, &params);
+    else if (err)
+        http_exchange_respond_err(x, err, NULL, NULL);
     else
         respond_unmatched(x, &allow, bad);
     params_free(&params);

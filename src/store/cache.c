@@ -75,9 +75,8 @@ static int make_key(struct cache *c, const struct demographics *d, char out[KEY_
     buf_init(&canon, 4096);
     int err = demographics_canonical(d, &canon);
     if (!err)
-        err = crypto_hmac_run(c->mac, canon.data, canon.len, mac);
-    OPENSSL_cleanse(canon.data, canon.len);
-    buf_free(&canon);
+        err = crypto_hmac_run(c->mac, buf_cstr(&canon), buf_len(&canon), mac);
+    buf_wipe(&canon);
     if (err)
         return err;
     crypto_hex(mac, sizeof(mac), hex);
@@ -91,9 +90,8 @@ static int unseal(const struct cache_lookup *l, const struct redisReply *reply,
     struct buf plain;
     buf_init(&plain, 512);
     int err = crypto_open(l->enc_key, l->key, strlen(l->key), reply->str, reply->len, &plain);
-    err = err ? err : trace_result_decode(plain.data, plain.len, r);
-    OPENSSL_cleanse(plain.data, plain.len);
-    buf_free(&plain);
+    err = err ? err : trace_result_decode(buf_cstr(&plain), buf_len(&plain), r);
+    buf_wipe(&plain);
     return err ? ERR_PARSE : 0;
 }
 
@@ -174,13 +172,14 @@ void cache_put(struct cache *c, const struct demographics *d, const struct trace
     buf_init(&plain, 512);
     buf_init(&sealed, 1024);
     int err = trace_result_encode(r, &plain);
-    err = err ? err : crypto_seal(c->enc_key, key, strlen(key), plain.data, plain.len, &sealed);
+    err =
+        err ? err
+            : crypto_seal(c->enc_key, key, strlen(key), buf_cstr(&plain), buf_len(&plain), &sealed);
     /* The plaintext holds the NHS number: it goes, as on the read path. */
-    OPENSSL_cleanse(plain.data, plain.len);
-    buf_free(&plain);
+    buf_wipe(&plain);
     if (!err)
-        err = redis_conn_command(c->redis, on_set, NULL, "SET %s %b EX %u", key, sealed.data,
-                                 sealed.len, ttl);
+        err = redis_conn_command(c->redis, on_set, NULL, "SET %s %b EX %u", key, buf_cstr(&sealed),
+                                 buf_len(&sealed), ttl);
     if (err)
         metrics_inc("pdstrace_cache_stores_total", "result=\"error\"", 1);
     buf_free(&sealed);

@@ -776,13 +776,9 @@ static int put_fields(const struct demographics *d, struct buf *b)
 
 int demographics_canonical(const struct demographics *d, struct buf *out)
 {
-    size_t len0 = out->len;
+    size_t len0 = buf_len(out);
     int err = put_fields(d, out);
-
-    if (err) {
-        out->len = len0;
-        if (out->data != NULL)
-            out->data[len0] = '\0';
-    }
+    if (err)
+        buf_truncate(out, len0);
     return err;
 }

@@ -55,9 +55,9 @@ int http_do(int port, const char *method, const char *path, const char *const *h
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
     curl_slist_free_all(list);
     curl_easy_cleanup(c);
-    out->body_len = b.len;
-    out->body = b.data != NULL ? buf_steal(&b) : strdup("");
-    out->headers = h.data != NULL ? buf_steal(&h) : strdup("");
+    out->body_len = buf_len(&b);
+    out->body = buf_len(&b) > 0 ? buf_steal(&b) : strdup("");
+    out->headers = buf_len(&h) > 0 ? buf_steal(&h) : strdup("");
     return rc == CURLE_OK ? 0 : -1;
 }
 

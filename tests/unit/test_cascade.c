@@ -59,8 +59,8 @@ static struct trace_result run(const struct demographics *d, bool fuzzy,
     cascade_init(&c, d, &opt);
     *asked = 0;
     while (cascade_query(&c, &q) == 1) {
-        cr_assert_lt(*asked, n, "more searches than answers: %s", q.data);
-        snprintf(queries[*asked], 512, "%s", q.data);
+        cr_assert_lt(*asked, n, "more searches than answers: %s", buf_cstr(&q));
+        snprintf(queries[*asked], 512, "%s", buf_cstr(&q));
         cascade_feed(&c, &answers[(*asked)++]);
     }
     buf_free(&q);

@@ -285,11 +285,11 @@ Test(crypto, seal_open_round_trip)
     buf_init(&sealed, 1024);
     buf_init(&plain, 1024);
     cr_assert_eq(crypto_seal(test_key, "k:1", 3, msg, strlen(msg), &sealed), 0);
-    cr_assert_eq(sealed.len, strlen(msg) + CRYPTO_SEAL_OVERHEAD);
-    cr_assert_not(contains(sealed.data, sealed.len, "9000000009"), "plaintext leaked");
-    cr_assert_eq(crypto_open(test_key, "k:1", 3, sealed.data, sealed.len, &plain), 0);
-    cr_assert_eq(plain.len, strlen(msg));
-    cr_assert_str_eq(plain.data, msg);
+    cr_assert_eq(buf_len(&sealed), strlen(msg) + CRYPTO_SEAL_OVERHEAD);
+    cr_assert_not(contains(buf_cstr(&sealed), buf_len(&sealed), "9000000009"), "plaintext leaked");
+    cr_assert_eq(crypto_open(test_key, "k:1", 3, buf_cstr(&sealed), buf_len(&sealed), &plain), 0);
+    cr_assert_eq(buf_len(&plain), strlen(msg));
+    cr_assert_str_eq(buf_cstr(&plain), msg);
     buf_free(&sealed);
     buf_free(&plain);
 }
@@ -300,11 +300,11 @@ Test(crypto, seal_open_empty_plaintext_and_no_aad)
     buf_init(&sealed, 1024);
     buf_init(&plain, 1024);
     cr_assert_eq(crypto_seal(test_key, NULL, 0, "", 0, &sealed), 0);
-    cr_assert_eq(sealed.len, CRYPTO_SEAL_OVERHEAD);
-    cr_assert_eq(crypto_open(test_key, NULL, 0, sealed.data, sealed.len, &plain), 0);
-    cr_assert_eq(plain.len, 0);
-    cr_assert_eq(crypto_open(test_key, "x", 1, sealed.data, sealed.len, &plain), ERR_PARSE,
-                 "aad added after sealing without one");
+    cr_assert_eq(buf_len(&sealed), CRYPTO_SEAL_OVERHEAD);
+    cr_assert_eq(crypto_open(test_key, NULL, 0, buf_cstr(&sealed), buf_len(&sealed), &plain), 0);
+    cr_assert_eq(buf_len(&plain), 0);
+    cr_assert_eq(crypto_open(test_key, "x", 1, buf_cstr(&sealed), buf_len(&sealed), &plain),
+                 ERR_PARSE, "aad added after sealing without one");
     buf_free(&sealed);
     buf_free(&plain);
 }
@@ -316,17 +316,19 @@ Test(crypto, open_rejects_every_tampered_byte)
     buf_init(&sealed, 1024);
     buf_init(&plain, 1024);
     cr_assert_eq(crypto_seal(test_key, "aad", 3, msg, strlen(msg), &sealed), 0);
-    for (size_t i = 0; i < sealed.len; i++) {
+    size_t n = buf_len(&sealed);
+    char *bytes = buf_steal(&sealed);
+    for (size_t i = 0; i < n; i++) {
         for (int bit = 0; bit < 8; bit++) {
-            sealed.data[i] ^= (char)(1 << bit);
-            int err = crypto_open(test_key, "aad", 3, sealed.data, sealed.len, &plain);
+            bytes[i] ^= (char)(1 << bit);
+            int err = crypto_open(test_key, "aad", 3, bytes, n, &plain);
             cr_assert_eq(err, ERR_PARSE, "byte %zu bit %d accepted", i, bit);
-            cr_assert_eq(plain.len, 0, "output touched on failure");
-            sealed.data[i] ^= (char)(1 << bit);
+            cr_assert_eq(buf_len(&plain), 0, "output touched on failure");
+            bytes[i] ^= (char)(1 << bit);
         }
     }
-    cr_assert_eq(crypto_open(test_key, "aad", 3, sealed.data, sealed.len, &plain), 0);
-    buf_free(&sealed);
+    cr_assert_eq(crypto_open(test_key, "aad", 3, bytes, n, &plain), 0);
+    free(bytes);
     buf_free(&plain);
 }
 
@@ -339,14 +341,19 @@ Test(crypto, open_rejects_wrong_aad_key_and_short_input)
     memcpy(other, test_key, sizeof(other));
     other[31] ^= 1;
     cr_assert_eq(crypto_seal(test_key, "key:a", 5, "secret", 6, &sealed), 0);
-    cr_assert_eq(crypto_open(test_key, "key:b", 5, sealed.data, sealed.len, &plain), ERR_PARSE);
-    cr_assert_eq(crypto_open(test_key, NULL, 0, sealed.data, sealed.len, &plain), ERR_PARSE);
-    cr_assert_eq(crypto_open(other, "key:a", 5, sealed.data, sealed.len, &plain), ERR_PARSE);
-    cr_assert_eq(crypto_open(test_key, "key:a", 5, sealed.data, sealed.len - 1, &plain), ERR_PARSE);
-    cr_assert_eq(crypto_open(test_key, "key:a", 5, sealed.data, CRYPTO_SEAL_OVERHEAD - 1, &plain),
+    cr_assert_eq(crypto_open(test_key, "key:b", 5, buf_cstr(&sealed), buf_len(&sealed), &plain),
                  ERR_PARSE);
-    cr_assert_eq(crypto_open(test_key, "key:a", 5, sealed.data, 0, &plain), ERR_PARSE);
-    cr_assert_eq(plain.len, 0);
+    cr_assert_eq(crypto_open(test_key, NULL, 0, buf_cstr(&sealed), buf_len(&sealed), &plain),
+                 ERR_PARSE);
+    cr_assert_eq(crypto_open(other, "key:a", 5, buf_cstr(&sealed), buf_len(&sealed), &plain),
+                 ERR_PARSE);
+    cr_assert_eq(crypto_open(test_key, "key:a", 5, buf_cstr(&sealed), buf_len(&sealed) - 1, &plain),
+                 ERR_PARSE);
+    cr_assert_eq(
+        crypto_open(test_key, "key:a", 5, buf_cstr(&sealed), CRYPTO_SEAL_OVERHEAD - 1, &plain),
+        ERR_PARSE);
+    cr_assert_eq(crypto_open(test_key, "key:a", 5, buf_cstr(&sealed), 0, &plain), ERR_PARSE);
+    cr_assert_eq(buf_len(&plain), 0);
     buf_free(&sealed);
     buf_free(&plain);
 }
@@ -358,10 +365,11 @@ Test(crypto, seals_of_same_plaintext_differ)
     buf_init(&b, 1024);
     cr_assert_eq(crypto_seal(test_key, NULL, 0, "same", 4, &a), 0);
     cr_assert_eq(crypto_seal(test_key, NULL, 0, "same", 4, &b), 0);
-    cr_assert_eq(a.len, b.len);
-    cr_assert_neq(memcmp(a.data, b.data, CRYPTO_NONCE_LEN), 0, "nonce reused");
-    cr_assert_neq(
-        memcmp(a.data + CRYPTO_NONCE_LEN, b.data + CRYPTO_NONCE_LEN, a.len - CRYPTO_NONCE_LEN), 0);
+    cr_assert_eq(buf_len(&a), buf_len(&b));
+    cr_assert_neq(memcmp(buf_cstr(&a), buf_cstr(&b), CRYPTO_NONCE_LEN), 0, "nonce reused");
+    cr_assert_neq(memcmp(buf_cstr(&a) + CRYPTO_NONCE_LEN, buf_cstr(&b) + CRYPTO_NONCE_LEN,
+                         buf_len(&a) - CRYPTO_NONCE_LEN),
+                  0);
     buf_free(&a);
     buf_free(&b);
 }
@@ -373,15 +381,15 @@ Test(crypto, seal_and_open_append_and_respect_ceiling)
     buf_init(&plain, 8);
     cr_assert_eq(buf_append_str(&sealed, "prefix"), 0);
     cr_assert_eq(crypto_seal(test_key, NULL, 0, "0123456789", 10, &sealed), 0);
-    cr_assert_eq(memcmp(sealed.data, "prefix", 6), 0);
-    const char *body = sealed.data + 6;
-    size_t body_len = sealed.len - 6;
+    cr_assert_eq(memcmp(buf_cstr(&sealed), "prefix", 6), 0);
+    const char *body = buf_cstr(&sealed) + 6;
+    size_t body_len = buf_len(&sealed) - 6;
     cr_assert_eq(crypto_open(test_key, NULL, 0, body, body_len, &plain), ERR_TOO_LARGE);
-    cr_assert_eq(plain.len, 0);
+    cr_assert_eq(buf_len(&plain), 0);
     struct buf tiny;
     buf_init(&tiny, CRYPTO_SEAL_OVERHEAD + 9);
     cr_assert_eq(crypto_seal(test_key, NULL, 0, "0123456789", 10, &tiny), ERR_TOO_LARGE);
-    cr_assert_eq(tiny.len, 0);
+    cr_assert_eq(buf_len(&tiny), 0);
     buf_free(&sealed);
     buf_free(&plain);
     buf_free(&tiny);
@@ -498,10 +506,10 @@ Test(crypto_secret, load_secret_refuses_missing_short_and_huge)
     struct buf s;
     snprintf(p, sizeof(p), "%s/absent", scratch);
     cr_assert_eq(crypto_load_secret(p, &s), ERR_CONFIG);
-    cr_assert_eq(s.len, 0);
+    cr_assert_eq(buf_len(&s), 0);
     write_file("short", "0123456789abcdef0123456789abcde\n\n  ", 35, 0600, p);
     cr_assert_eq(crypto_load_secret(p, &s), ERR_CONFIG, "31 bytes after trimming");
-    cr_assert_null(s.data);
+    cr_assert_eq(buf_len(&s), 0);
     static char huge[CRYPTO_SECRET_MAX + 1];
     memset(huge, 'x', sizeof(huge));
     write_file("huge", huge, sizeof(huge), 0600, p);
@@ -518,8 +526,8 @@ Test(crypto_secret, load_secret_trims_trailing_whitespace_only)
     snprintf(content, sizeof(content), "%s \r\n\t\n", hex64);
     write_file("hex", content, strlen(content), 0600, p);
     cr_assert_eq(crypto_load_secret(p, &s), 0);
-    cr_assert_eq(s.len, strlen(hex64));
-    cr_assert_arr_eq(s.data, hex64, s.len, "leading space kept, trailing dropped");
+    cr_assert_eq(buf_len(&s), strlen(hex64));
+    cr_assert_arr_eq(buf_cstr(&s), hex64, buf_len(&s), "leading space kept, trailing dropped");
     buf_free(&s);
     unsigned char bin[40];
     cr_assert_eq(crypto_random(bin, sizeof(bin)), 0);
@@ -527,8 +535,8 @@ Test(crypto_secret, load_secret_trims_trailing_whitespace_only)
     bin[39] = 0x00; /* a NUL at the end is data too, not whitespace */
     write_file("bin", bin, sizeof(bin), 0400, p);
     cr_assert_eq(crypto_load_secret(p, &s), 0);
-    cr_assert_eq(s.len, sizeof(bin));
-    cr_assert_arr_eq(s.data, bin, sizeof(bin));
+    cr_assert_eq(buf_len(&s), sizeof(bin));
+    cr_assert_arr_eq(buf_cstr(&s), bin, sizeof(bin));
     buf_free(&s);
 }
 

@@ -553,7 +553,7 @@ static bool same_canonical(const char *a, const char *b)
 
     canonical(a, &x);
     canonical(b, &y);
-    same = x.len == y.len && memcmp(buf_cstr(&x), buf_cstr(&y), x.len) == 0;
+    same = buf_len(&x) == buf_len(&y) && memcmp(buf_cstr(&x), buf_cstr(&y), buf_len(&x)) == 0;
     buf_free(&x);
     buf_free(&y);
     return same;

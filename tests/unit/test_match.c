@@ -39,7 +39,7 @@ Test(match, cached_form_round_trips)
     struct buf b;
     buf_init(&b, 256);
     cr_assert_eq(trace_result_encode(&r, &b), 0);
-    cr_assert_eq(trace_result_decode(b.data, b.len, &back), 0, "%s", b.data);
+    cr_assert_eq(trace_result_decode(buf_cstr(&b), buf_len(&b), &back), 0, "%s", buf_cstr(&b));
     cr_assert_eq(back.outcome, TRACE_MATCHED);
     cr_assert_str_eq(back.nhs_number, "9000000009");
     cr_assert_str_eq(back.superseded_from, "9000000017");
@@ -56,7 +56,7 @@ Test(match, no_match_round_trips_without_number_or_score)
     struct buf b;
     buf_init(&b, 256);
     cr_assert_eq(trace_result_encode(&r, &b), 0);
-    cr_assert_eq(trace_result_decode(b.data, b.len, &back), 0, "%s", b.data);
+    cr_assert_eq(trace_result_decode(buf_cstr(&b), buf_len(&b), &back), 0, "%s", buf_cstr(&b));
     cr_assert_eq(back.outcome, TRACE_NO_MATCH);
     cr_assert_str_eq(back.nhs_number, "");
     cr_assert_lt(back.score, 0);
@@ -73,17 +73,17 @@ Test(match, answer_members_are_the_contract)
     cr_assert_eq(trace_result_format(&r, &b), 0);
     cr_assert_eq(buf_append_str(&b, "}"), 0);
     json_error_t je;
-    json_t *j = json_loads(b.data, 0, &je);
-    cr_assert_not_null(j, "%s: %s", b.data, je.text);
+    json_t *j = json_loads(buf_cstr(&b), 0, &je);
+    cr_assert_not_null(j, "%s: %s", buf_cstr(&b), je.text);
     cr_assert_str_eq(json_string_value(json_object_get(j, "outcome")), "matched");
     cr_assert_str_eq(json_string_value(json_object_get(j, "nhs_number")), "9000000009");
     cr_assert_float_eq(json_number_value(json_object_get(j, "score")), 1.0, 1e-12);
     cr_assert(json_is_true(json_object_get(j, "restricted")));
     cr_assert_str_eq(json_string_value(json_object_get(j, "superseded_from")), "9000000017");
-    cr_assert(json_is_true(json_object_get(j, "deceased")), "%s", b.data);
+    cr_assert(json_is_true(json_object_get(j, "deceased")), "%s", buf_cstr(&b));
     cr_assert_str_eq(json_string_value(json_object_get(j, "source")), "pds");
     cr_assert_eq(json_integer_value(json_object_get(j, "steps")), 3);
-    cr_assert(strstr(b.data, "\"score\":1.0") != NULL, "%s", b.data);
+    cr_assert(strstr(buf_cstr(&b), "\"score\":1.0") != NULL, "%s", buf_cstr(&b));
     json_decref(j);
     buf_free(&b);
 }
@@ -95,8 +95,8 @@ Test(match, absent_values_format_as_null_and_scores_stay_short)
     struct buf b;
     buf_init(&b, 1024);
     cr_assert_eq(trace_result_format(&r, &b), 0);
-    cr_assert(strstr(b.data, "\"superseded_from\":null") != NULL, "%s", b.data);
-    cr_assert(strstr(b.data, "\"score\":0.94,") != NULL, "%s", b.data);
+    cr_assert(strstr(buf_cstr(&b), "\"superseded_from\":null") != NULL, "%s", buf_cstr(&b));
+    cr_assert(strstr(buf_cstr(&b), "\"score\":0.94,") != NULL, "%s", buf_cstr(&b));
     buf_free(&b);
 }
 

@@ -5,12 +5,15 @@
 
 TestSuite(metrics, .timeout = 10);
 
+/* The rendered text; the caller frees it. */
 static char *render(void)
 {
-    static struct buf out;
+    struct buf out;
     buf_init(&out, 1 << 20);
     cr_assert_eq(metrics_render(&out), 0);
-    return out.data;
+    char *text = buf_steal(&out);
+    cr_assert_not_null(text);
+    return text;
 }
 
 Test(metrics, counters_by_label)
