@@ -1,10 +1,6 @@
 #include "pdstrace/app.h"
 
 #include <ctype.h>
-#include <openssl/crypto.h>
-#include <openssl/err.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,12 +21,17 @@
 #include "pdstrace/pds_client.h"
 #include "pdstrace/redis_conn.h"
 #include "pdstrace/router.h"
+#include "pdstrace/tls_files.h"
 #include "pdstrace/token.h"
 #include "pdstrace/trace.h"
+
+/* How often the token source tries again while readiness lacks a PDS token. */
+#define TOKEN_WARM_INTERVAL_MS 2000u
 
 struct app {
     uv_loop_t *loop;
     struct config cfg;
+    struct metrics *metrics; /* every module counts into this one, borrowed */
     struct apikeys *keys;
     struct redis_conn *redis;
     struct http_client *http;
@@ -43,63 +44,9 @@ struct app {
     struct api_context api;
     uv_signal_t sigterm;
     uv_signal_t sigint;
-    uv_timer_t token_timer; /* re-fetches a PDS token while readiness lacks one */
-    uv_check_t log_check;   /* flushes the log once per loop iteration */
-    bool token_fetching;
+    uv_check_t log_check; /* flushes the log once per loop iteration */
     bool stopping;
 };
-
-static void observe_request(const char *route, int status, double seconds)
-{
-    char labels[160];
-    snprintf(labels, sizeof(labels), "route=\"%s\",status=\"%d\"", route, status);
-    metrics_inc("pdstrace_http_requests_total", labels, 1);
-    snprintf(labels, sizeof(labels), "route=\"%s\"", route);
-    metrics_observe("pdstrace_http_request_duration_seconds", labels, seconds);
-}
-
-static void collect(void *arg)
-{
-    const struct app *app = arg;
-    enum redis_conn_state st = redis_conn_state(app->redis);
-    metrics_set("pdstrace_redis_up", NULL, st == REDIS_CONN_CONNECTED);
-    metrics_set("pdstrace_http_connections", NULL, http_server_connections(app->server));
-    metrics_set("pdstrace_http_in_flight", NULL, http_server_in_flight(app->server));
-}
-
-/* Every family /metrics exposes; the modules count into them by name. */
-static const struct {
-    const char *name;
-    enum metrics_type type;
-    const char *help;
-} families[] = {
-    {"pdstrace_http_requests_total", METRICS_COUNTER,
-     "HTTP requests answered, by route and status"},
-    {"pdstrace_http_request_duration_seconds", METRICS_HISTOGRAM,
-     "time from a complete request to its response, by route"},
-    {"pdstrace_http_connections", METRICS_GAUGE, "open client connections"},
-    {"pdstrace_http_in_flight", METRICS_GAUGE, "requests being handled"},
-    {"pdstrace_redis_up", METRICS_GAUGE, "1 while the Redis connection is up"},
-    {"pdstrace_trace_outcomes_total", METRICS_COUNTER,
-     "traces answered, by outcome (error: PDS failed)"},
-    {"pdstrace_cache_lookups_total", METRICS_COUNTER, "cache lookups by result: hit, miss, error"},
-    {"pdstrace_cache_stores_total", METRICS_COUNTER, "cache stores by result: ok, error"},
-    {"pdstrace_pds_requests_total", METRICS_COUNTER,
-     "PDS requests by operation and HTTP status (error: none)"},
-    {"pdstrace_pds_request_duration_seconds", METRICS_HISTOGRAM,
-     "PDS request latency by operation"},
-};
-
-static int declare_metrics(struct app *app)
-{
-    for (size_t i = 0; i < ARRAY_SIZE(families); i++) {
-        int err = metrics_declare(families[i].name, families[i].type, families[i].help);
-        if (err)
-            return err;
-    }
-    http_server_set_observer(observe_request);
-    return metrics_add_collector(collect, app);
-}
 
 static int start_redis(struct app *app)
 {
@@ -111,112 +58,16 @@ static int start_redis(struct app *app)
     return redis_conn_new(&app->redis, app->loop, &rc);
 }
 
-static void on_token(int status, const char *token, void *arg)
+/* "PDS_TRACE_PDS_CA_FILE (pds.ca_file) /etc/x.pem: why", the shape of config errors, for
+ * a setting "<prefix>.<what>" whose value a module refused; value "" is left out. */
+static void setting_error(char *err, size_t n, const char *prefix, const char *what,
+                          const char *value, const char *why)
 {
-    struct app *app = arg;
-    (void)token;
-    app->token_fetching = false;
-    if (status)
-        log_msgf(LOG_LEVEL_WARN, NULL, "PDS token endpoint: %s", err_str(status));
-}
-
-/* Readiness needs a PDS token, and an unready instance gets no traffic that would fetch
- * one: so while there is none, fetch it here, every few seconds. */
-static void on_token_timer(uv_timer_t *t)
-{
-    struct app *app = container_of(t, struct app, token_timer);
-    if (app->tokens == NULL || app->token_fetching || token_source_healthy(app->tokens))
-        return;
-    app->token_fetching = token_get(app->tokens, on_token, app) == 0;
-}
-
-/* ---- TLS files: checked at start-up, so that a bad one stops the service by name ---- */
-
-/* The first bad TLS setting found: "<prefix>.<what>" names it. */
-struct tls_check {
-    const char *prefix; /* "pds" or "case" */
-    const char *what;   /* "ca_file", "client_cert_file" or "client_key_file" */
-    const char *path;
-    const char *why;
-};
-
-static bool is_set(const char *s)
-{
-    return s != NULL && s[0] != '\0';
-}
-
-/* OpenSSL would otherwise ask for a passphrase on the terminal; curl is given none, so an
- * encrypted key is unusable and must fail here, not at the first request. */
-static int no_password(char *buf, int size, int rwflag, void *u)
-{
-    UNUSED(buf);
-    UNUSED(size);
-    UNUSED(rwflag);
-    UNUSED(u);
-    return -1;
-}
-
-/* The first certificate (or private key) of a PEM file; NULL when the file cannot be
- * read or holds none. */
-static void *read_pem(const char *path, bool want_key)
-{
-    FILE *f = fopen(path, "r");
-    void *v = NULL;
-    if (f == NULL)
-        return NULL;
-    if (want_key)
-        v = PEM_read_PrivateKey(f, NULL, no_password, NULL);
-    else
-        v = PEM_read_X509(f, NULL, no_password, NULL);
-    fclose(f);
-    ERR_clear_error();
-    return v;
-}
-
-static bool tls_fail(struct tls_check *k, const char *what, const char *path, const char *why)
-{
-    k->what = what;
-    k->path = path;
-    k->why = why;
-    return false;
-}
-
-/* A client certificate and its key: both or neither, both readable, and a pair. */
-static bool check_client_pair(struct tls_check *k, const struct http_client_tls *t)
-{
-    if (!is_set(t->cert_file) && !is_set(t->key_file))
-        return true;
-    if (!is_set(t->key_file))
-        return tls_fail(k, "client_key_file", "", "is required with client_cert_file");
-    if (!is_set(t->cert_file))
-        return tls_fail(k, "client_cert_file", "", "is required with client_key_file");
-    X509 *cert = read_pem(t->cert_file, false);
-    EVP_PKEY *key = cert != NULL ? read_pem(t->key_file, true) : NULL;
-    bool ok = cert != NULL && key != NULL && X509_check_private_key(cert, key) == 1;
-    ERR_clear_error();
-    if (cert == NULL)
-        tls_fail(k, "client_cert_file", t->cert_file,
-                 "not a readable PEM file holding a certificate");
-    else if (key == NULL)
-        tls_fail(k, "client_key_file", t->key_file,
-                 "not a readable PEM file holding an unencrypted private key");
-    else if (!ok)
-        tls_fail(k, "client_key_file", t->key_file, "is not the key of client_cert_file");
-    X509_free(cert);
-    EVP_PKEY_free(key);
-    return ok;
-}
-
-static bool check_upstream_tls(struct tls_check *k, const struct http_client_tls *t)
-{
-    if (is_set(t->ca_file)) {
-        X509 *ca = read_pem(t->ca_file, false);
-        X509_free(ca);
-        if (ca == NULL)
-            return tls_fail(k, "ca_file", t->ca_file,
-                            "not a readable PEM file holding a certificate");
-    }
-    return check_client_pair(k, t);
+    char env[64];
+    int len = snprintf(env, sizeof(env), "PDS_TRACE_%s_%s", prefix, what);
+    for (int i = 0; i < len && (size_t)i < sizeof(env); i++)
+        env[i] = (char)toupper((unsigned char)env[i]);
+    snprintf(err, n, "%s (%s.%s)%s%s: %s", env, prefix, what, value[0] ? " " : "", value, why);
 }
 
 /* The TLS files of one upstream, as http_client takes them (the case system's client
@@ -226,35 +77,46 @@ static struct http_client_tls upstream_tls(const char *ca, const char *cert, con
     return (struct http_client_tls){.ca_file = ca, .cert_file = cert, .key_file = key};
 }
 
-/* "PDS_TRACE_PDS_CA_FILE (pds.ca_file) /etc/x.pem: why", the shape of config errors. */
-static void tls_message(const struct tls_check *k, char *err, size_t n)
-{
-    char env[64];
-    int len = snprintf(env, sizeof(env), "PDS_TRACE_%s_%s", k->prefix, k->what);
-    for (int i = 0; i < len && (size_t)i < sizeof(env); i++)
-        env[i] = (char)toupper((unsigned char)env[i]);
-    snprintf(err, n, "%s (%s.%s)%s%s: %s", env, k->prefix, k->what, k->path[0] ? " " : "", k->path,
-             k->why);
-}
-
-/* The case system's files are checked too, although its client does not exist yet: a
- * setting that is accepted must be one that works. */
+/* The TLS files are checked at start-up, so that a bad one stops the service by name. The
+ * case system's are checked too, although its client does not exist yet: a setting that
+ * is accepted must be one that works. */
 static int check_tls(const struct config *c, char *err, size_t n)
 {
-    struct tls_check k = {.prefix = "pds"};
+    struct tls_files_error e;
+    const char *prefix = "pds";
     struct http_client_tls pds =
         upstream_tls(c->pds.ca_file, c->pds.client_cert_file, c->pds.client_key_file);
     struct http_client_tls case_system = upstream_tls(
         c->case_system.ca_file, c->case_system.client_cert_file, c->case_system.client_key_file);
-    bool ok = check_upstream_tls(&k, &pds);
-    if (ok) {
-        k.prefix = "case";
-        ok = check_upstream_tls(&k, &case_system);
+    int r = tls_files_check(&pds, &e);
+    if (!r) {
+        prefix = "case";
+        r = tls_files_check(&case_system, &e);
     }
-    if (ok)
-        return 0;
-    tls_message(&k, err, n);
-    return ERR_CONFIG;
+    if (r)
+        setting_error(err, n, prefix, e.what, e.path, e.why);
+    return r;
+}
+
+/* The token source for signed-JWT auth. A setting it refuses is named with its reason;
+ * only the key file's value is shown, the others are only ever missing. */
+static int start_auth(struct app *app, const struct http_client_tls *tls, char *err, size_t n)
+{
+    const struct config *c = &app->cfg;
+    struct token_config tc = {.token_url = c->pds.token_url,
+                              .client_id = c->pds.client_id,
+                              .kid = c->pds.kid,
+                              .key_file = c->pds.key_file,
+                              .timeout_ms = c->pds.timeout_ms,
+                              .tls = *tls};
+    struct token_config_error why;
+    int e = token_source_new(&app->tokens, app->loop, app->http, &tc, &why);
+    if (e && why.field != NULL) {
+        bool key = strcmp(why.field, "key_file") == 0;
+        setting_error(err, n, "pds", why.field, key ? c->pds.key_file : "", why.reason);
+        return ERR_CONFIG;
+    }
+    return e;
 }
 
 static int start_pds(struct app *app, char *err, size_t n)
@@ -263,25 +125,10 @@ static int start_pds(struct app *app, char *err, size_t n)
     struct http_client_tls tls =
         upstream_tls(c->pds.ca_file, c->pds.client_cert_file, c->pds.client_key_file);
     int e = check_tls(c, err, n);
+    if (!e && c->pds.auth == CONFIG_PDS_AUTH_SIGNED_JWT)
+        e = start_auth(app, &tls, err, n);
     if (e)
         return e;
-    if (c->pds.auth == CONFIG_PDS_AUTH_SIGNED_JWT) {
-        struct token_config tc = {c->pds.token_url,
-                                  c->pds.client_id,
-                                  c->pds.kid,
-                                  c->pds.key_file,
-                                  c->pds.timeout_ms,
-                                  0,
-                                  tls};
-        e = token_source_new(&app->tokens, app->loop, app->http, &tc);
-        if (e) {
-            snprintf(err, n,
-                     "PDS_TRACE_PDS_KEY_FILE (pds.key_file) %s: not a usable RSA "
-                     "private key (PEM, 2048 bits or more)",
-                     c->pds.key_file);
-            return ERR_CONFIG;
-        }
-    }
     struct pds_client_config pc = {
         .base_url = c->pds.base_url,
         .ods_code = c->pds.ods_code,
@@ -291,12 +138,11 @@ static int start_pds(struct app *app, char *err, size_t n)
         .max_attempts = c->pds.max_attempts,
         .max_queue = c->pds.max_queue,
         .tls = tls,
+        .metrics = app->metrics,
     };
     e = pds_client_new(&app->pds, app->loop, app->http, app->tokens, &pc);
-    if (!e && app->tokens != NULL) {
-        on_token_timer(&app->token_timer);
-        e = uv_timer_start(&app->token_timer, on_token_timer, 2000, 2000);
-    }
+    if (!e && app->tokens != NULL)
+        e = token_source_keep_warm(app->tokens, TOKEN_WARM_INTERVAL_MS);
     return e;
 }
 
@@ -312,7 +158,8 @@ static int start_traces(struct app *app, char *err, size_t n)
                                    : "is required (a file of at least 32 bytes)");
         return ERR_CONFIG;
     }
-    struct cache_config cc = {c->redis.key_prefix, c->cache.ttl_s, c->cache.negative_ttl_s};
+    struct cache_config cc = {c->redis.key_prefix, c->cache.ttl_s, c->cache.negative_ttl_s,
+                              app->metrics};
     int e = cache_new(&app->cache, app->redis, buf_cstr(&secret), buf_len(&secret), &cc);
     buf_wipe(&secret);
     if (e)
@@ -325,8 +172,8 @@ static int start_traces(struct app *app, char *err, size_t n)
 
 static int start_routes(struct app *app)
 {
-    app->api =
-        (struct api_context){&app->cfg, app->redis, app->http, app->keys, app->traces, app->tokens};
+    app->api = (struct api_context){&app->cfg,   app->redis,  app->http,   app->keys,
+                                    app->traces, app->tokens, app->metrics};
     int err = router_new(&app->router);
     if (err)
         return err;
@@ -354,6 +201,7 @@ static int start_server(struct app *app, char *err, size_t n)
         .max_connections_per_client = c->server.max_connections_per_client,
         .handler = router_dispatch,
         .handler_arg = app->router,
+        .metrics = app->metrics,
     };
     int e = http_server_new(&app->server, app->loop, &sc);
     if (e)
@@ -378,7 +226,6 @@ static int start_signals(struct app *app)
 {
     uv_signal_init(app->loop, &app->sigterm);
     uv_signal_init(app->loop, &app->sigint);
-    uv_timer_init(app->loop, &app->token_timer);
     /* One write per loop iteration instead of one per line: audit lines are per request. */
     uv_check_init(app->loop, &app->log_check);
     uv_check_start(&app->log_check, on_log_check);
@@ -406,6 +253,7 @@ int app_new(struct app **out, uv_loop_t *loop, const struct config *cfg, char *e
     app->cfg = *cfg;
     /* Signals first: from here on app_stop() may close them, whatever fails next. */
     int e = start_signals(app);
+    e = e ? e : metrics_new(&app->metrics);
     e = e ? e : apikeys_load(&app->keys, cfg->api_keys_file, err, err_size);
     if (!e && apikeys_count(app->keys) == 0)
         log_msgf(LOG_LEVEL_WARN, NULL, "no API keys: every protected route answers 401");
@@ -415,7 +263,6 @@ int app_new(struct app **out, uv_loop_t *loop, const struct config *cfg, char *e
     e = e ? e : start_traces(app, err, err_size);
     e = e ? e : start_routes(app);
     e = e ? e : start_server(app, err, err_size);
-    e = e ? e : declare_metrics(app);
     if (!e)
         log_listening(app);
     return e;
@@ -441,8 +288,6 @@ static void close_all(struct app *app)
         uv_close((uv_handle_t *)&app->sigterm, NULL);
     if (!uv_is_closing((uv_handle_t *)&app->sigint))
         uv_close((uv_handle_t *)&app->sigint, NULL);
-    if (!uv_is_closing((uv_handle_t *)&app->token_timer))
-        uv_close((uv_handle_t *)&app->token_timer, NULL);
     if (!uv_is_closing((uv_handle_t *)&app->log_check))
         uv_close((uv_handle_t *)&app->log_check, NULL);
 }
@@ -478,7 +323,7 @@ void app_free(struct app *app)
     cache_free(app->cache);
     apikeys_free(app->keys);
     router_free(app->router);
-    metrics_reset();
+    metrics_free(app->metrics);
     free(app);
 }
 

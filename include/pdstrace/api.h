@@ -1,19 +1,17 @@
 #ifndef PDS_API_API_H
 #define PDS_API_API_H
 
-#include <jansson.h>
-
-#include "pdstrace/http_server.h"
-#include "pdstrace/router.h"
-
-/* The HTTP API of DESIGN.md §3: route groups register themselves on the router, and share
- * these helpers for auth and JSON answers. */
-struct config;
-struct redis_conn;
-struct http_client;
+/* The HTTP API of DESIGN.md §3: route groups register themselves on the router. What the
+ * groups share among themselves is in src/api/api_int.h. */
 struct apikeys;
-struct trace_service;
+struct config;
+struct http_client;
+struct http_exchange;
+struct metrics;
+struct redis_conn;
+struct router;
 struct token_source;
+struct trace_service;
 
 /* What the handlers reach; every part is borrowed from the app, which outlives them. */
 struct api_context {
@@ -23,6 +21,7 @@ struct api_context {
     const struct apikeys *keys;
     struct trace_service *traces;
     struct token_source *tokens; /* NULL when PDS needs no auth */
+    struct metrics *metrics;     /* /metrics renders it; the routes declare their families */
 };
 
 /* GET /healthz, /readyz and /metrics, which need no key. */
@@ -37,11 +36,5 @@ int api_trace_register(struct router *r, struct api_context *ctx);
 /* A router_guard_fn (arg: struct api_context): "Authorization: Bearer <key>" must name a
  * key holding role; answers 401 or 403 itself. On success the key is the exchange's user. */
 int api_guard(struct http_exchange *x, const char *role, void *ctx);
-
-/* The name of the key that authorised x, or "-" for open routes. */
-const char *api_caller(const struct http_exchange *x);
-
-/* Sends body (takes ownership) as application/json. */
-void api_respond_json(struct http_exchange *x, int status, json_t *body);
 
 #endif

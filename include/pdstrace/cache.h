@@ -3,21 +3,23 @@
 
 #include <stddef.h>
 
-#include "pdstrace/match.h"
-
 /* Trace results in Redis (DESIGN.md §8): the key is an HMAC-SHA256 of the normalised
  * demographics, the value the result sealed with AES-256-GCM (the key as associated data,
  * so a value cannot be moved to another key). Both keys are derived with HKDF from the
  * secret file. Redis never sees a name, address or date of birth. The cache never fails a
  * trace: when Redis is away every lookup is a miss and every store is dropped. */
+struct metrics;
 struct cache;
 struct redis_conn;
 struct demographics;
+struct trace_result;
 
 struct cache_config {
     const char *prefix;      /* redis.key_prefix */
     unsigned ttl_s;          /* matched and potential_match; 0 stores nothing */
     unsigned negative_ttl_s; /* no_match and multiple_matches; 0 stores nothing */
+    struct metrics *metrics; /* borrowed; outlives the cache and its Redis connection (a
+                                lookup may complete after cache_free). NULL: none */
 };
 
 /* secret is borrowed (the derived keys are kept, not the secret); redis is borrowed and

@@ -3,9 +3,8 @@
 
 #include <stdbool.h>
 
-#include "pdstrace/demographics.h"
-#include "pdstrace/fhir.h"
-#include "pdstrace/match.h"
+#include "pdstrace/fhir.h"  /* struct fhir_patient, embedded below */
+#include "pdstrace/match.h" /* struct match_bands, embedded below */
 
 /* The unattended search cascade (pds/README.md), as pure state: it says which search to
  * make next, takes each answer, and decides. See docs/internals/cascade.md.
@@ -61,6 +60,8 @@ struct cascade {
 };
 
 struct buf;
+struct demographics;
+struct trace_result;
 
 void cascade_init(struct cascade *c, const struct demographics *d,
                   const struct cascade_options *opt);

@@ -11,6 +11,7 @@
  * Transfer-Encoding other than "chunked", chunk data not followed by CRLF). Handlers answer
  * asynchronously through the exchange they are given. */
 struct http_server;
+struct metrics;
 struct http_exchange; /* one request and its response; opaque */
 
 /* Called once per complete request. The handler owns one reference to x until it calls
@@ -39,6 +40,8 @@ struct http_server_config {
                                             oldest idle connection of that address. 0: none */
     http_handler_fn *handler;
     void *handler_arg;
+    struct metrics *metrics; /* borrowed, outlives the server; NULL: none. The server
+                                declares and counts the pdstrace_http_* families */
 };
 
 /* Binds and starts listening. cfg is copied (host too). On failure *out is NULL and the
@@ -117,10 +120,5 @@ void http_exchange_respond_error(struct http_exchange *x, int status, const char
  * err_http_status/err_api_code, the one mapping; message NULL takes err_str(err). */
 void http_exchange_respond_err(struct http_exchange *x, int err, const char *field,
                                const char *message);
-
-/* Called after each response is handed to the socket, for metrics: route label, status and
- * seconds from request complete to response queued. One hook per process. */
-typedef void http_server_observer_fn(const char *route, int status, double seconds);
-void http_server_set_observer(http_server_observer_fn *fn);
 
 #endif

@@ -16,6 +16,11 @@ struct jwt_pubkey; /* an RSA public key (opaque) */
 /* Loads an RSA private key (PEM, PKCS#1 or PKCS#8, unencrypted) of at least 2048 bits.
  * Returns 0 and sets *out (free with jwt_key_free), or ERR_CONFIG. */
 int jwt_key_load(struct jwt_key **out, const char *pem_path);
+/* As jwt_key_load; on ERR_CONFIG, *why (a static phrase for a message that names the
+ * setting) says what is wrong with the file: "does not exist", "holds no PEM private key",
+ * "is encrypted ...", "is not an RSA key ...", "is an RSA key of fewer than 2048 bits"...
+ * No passphrase is ever asked for. why may be NULL. */
+int jwt_key_load_why(struct jwt_key **out, const char *pem_path, const char **why);
 /* NULL is fine. */
 void jwt_key_free(struct jwt_key *k);
 

@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* The one intrusive doubly-linked list of the project (h2o's linklist.h, libuv's queue.h):
  * a struct list_node is embedded in each element, and a list is a head node that links
@@ -13,8 +14,9 @@ struct list_node {
     struct list_node *prev, *next;
 };
 
-/* The element that holds node: LIST_ENTRY(n, struct conn, link). */
-#define LIST_ENTRY(node, type, member) ((type *)(void *)((char *)(node)-offsetof(type, member)))
+/* The element that holds node: LIST_ENTRY(n, struct conn, link), or with a const type for
+ * a const node. The arithmetic goes through uintptr_t so that either works. */
+#define LIST_ENTRY(node, type, member) ((type *)(void *)((uintptr_t)(node)-offsetof(type, member)))
 
 /* Visits every node; the body may remove (and free) the current one, not others. */
 #define LIST_FOREACH_SAFE(node, tmp, head)                                                         \

@@ -1,35 +1,10 @@
 #ifndef PDS_TRACE_MATCH_H
 #define PDS_TRACE_MATCH_H
 
-#include <stdbool.h>
-#include <stddef.h>
+/* enum trace_outcome is what a decision returns, so its full definition is needed. */
+#include "pdstrace/trace_result.h"
 
-/* The outcome of a trace and the decision bands of DESIGN.md §3. Pure. */
-enum trace_outcome {
-    TRACE_MATCHED,
-    TRACE_POTENTIAL_MATCH,
-    TRACE_NO_MATCH,
-    TRACE_MULTIPLE_MATCHES,
-    TRACE_OBJECTION,
-};
-
-enum trace_source {
-    TRACE_SOURCE_PDS,
-    TRACE_SOURCE_CACHE,
-};
-
-/* What a trace found; the cached value and the body of POST /v1/trace share it. */
-struct trace_result {
-    enum trace_outcome outcome;
-    char nhs_number[11];      /* "" unless matched or potential_match */
-    double score;             /* PDS score of the accepted candidate; < 0 when none */
-    bool restricted;          /* meta.security R or V */
-    char superseded_from[11]; /* the held number PDS replaced, "" when none */
-    bool deceased;            /* PDS holds a death notice (deceasedDateTime) */
-    enum trace_source source;
-    unsigned steps; /* PDS requests made; 0 on cache hit or objection */
-};
-
+/* The decision bands of DESIGN.md §3. Pure. */
 struct match_bands {
     double accept; /* match.accept_score */
     double review; /* match.review_score */
@@ -38,26 +13,5 @@ struct match_bands {
 /* The outcome for one candidate of the given score: matched at or above accept, potential
  * at or above review, else no_match. */
 enum trace_outcome match_decide(double score, const struct match_bands *bands);
-
-const char *trace_outcome_name(enum trace_outcome o);
-/* Returns 0 or ERR_INVALID_INPUT. */
-int trace_outcome_parse(const char *name, enum trace_outcome *out);
-
-struct buf;
-
-/* Appends the members "outcome","nhs_number","score","restricted","superseded_from",
- * "deceased","source","steps" of the answer of DESIGN.md §3 (JSON, without the braces, null for
- * absent values). Every value comes from a fixed vocabulary or is a number, so no escaping is
- * needed. Returns 0 or a buf error. */
-int trace_result_format(const struct trace_result *r, struct buf *out);
-
-/* The cached form: a short versioned line ("2|matched|9000000009|1|0||0|2": outcome,
- * number, score, restricted, superseded_from, deceased, steps). Returns 0 or a buf error. */
-int trace_result_encode(const struct trace_result *r, struct buf *out);
-
-/* The reverse; checks every field (a valid NHS number, a score in 0..1...). Returns 0 or
- * ERR_PARSE, also for a value of an older version (it lacks fields: the caller traces
- * again). s need not be NUL-terminated. */
-int trace_result_decode(const char *s, size_t len, struct trace_result *out);
 
 #endif

@@ -13,6 +13,7 @@
  * bursts above it, a cap on requests in flight, and retries of 429/408/5xx/connection
  * errors with exponential backoff and jitter (Retry-After wins), reusing the request's
  * X-Request-ID on every attempt. See docs/internals/pds_client.md. */
+struct metrics;
 struct pds_client;
 struct http_client;
 struct token_source;
@@ -30,6 +31,8 @@ struct pds_client_config {
                                    ERR_RATE_LIMITED; 0 means 100000 */
     struct http_client_tls tls; /* PEM files for PDS ("" or NULL: none); the names are
                                    borrowed and must outlive the client */
+    struct metrics *metrics;    /* borrowed, outlives the client; NULL: none. The client
+                                   declares and counts the pdstrace_pds_* families */
 };
 
 struct pds_response {

@@ -28,13 +28,31 @@ struct token_config {
  * (token_source_free). */
 typedef void token_cb(int status, const char *token, void *arg);
 
-/* Loads the key (ERR_CONFIG if unusable). cfg is copied (the TLS file names too); http is
- * borrowed and must outlive the source. Nothing is fetched until the first token_get. */
-int token_source_new(struct token_source **out, uv_loop_t *loop, struct http_client *http,
-                     const struct token_config *cfg);
+/* What token_source_new refused, for a start-up message that names the setting: field is
+ * the token_config member ("token_url", "client_id", "kid" or "key_file") and reason a
+ * static phrase ("is required", "does not exist", "is not an RSA key (RS512 needs one)"...,
+ * see jwt_key_load_why). Both NULL when the failure was no setting's (out of memory). */
+struct token_config_error {
+    const char *field;
+    const char *reason;
+};
 
-/* Waiting callbacks run once with UV_ECANCELED. NULL is fine. */
+/* Loads the key (ERR_CONFIG if unusable, or a setting is missing: then why, which may be
+ * NULL, says which and why). cfg is copied (the TLS file names too); http is borrowed and
+ * must outlive the source. Nothing is fetched until the first token_get, or
+ * token_source_keep_warm. */
+int token_source_new(struct token_source **out, uv_loop_t *loop, struct http_client *http,
+                     const struct token_config *cfg, struct token_config_error *why);
+
+/* Waiting callbacks run once with UV_ECANCELED; keep_warm stops. NULL is fine. */
 void token_source_free(struct token_source *ts);
+
+/* Readiness (/readyz) needs a token, and an instance that is not ready gets no traffic that
+ * would fetch one: from the next loop turn and then every interval_ms, while the source is
+ * not healthy (token_source_healthy) and no exchange is in flight, it starts one by itself,
+ * until token_source_free. Returns 0, ERR_INVALID_INPUT (interval_ms 0), UV_ECANCELED
+ * (freeing) or a libuv code. */
+int token_source_keep_warm(struct token_source *ts, unsigned interval_ms);
 
 /* The cached token while it is fresh, else NULL. Borrowed; valid until the next call into
  * this module. */

@@ -3,9 +3,7 @@
 
 #include <stdbool.h>
 
-#include "pdstrace/cascade.h"
-#include "pdstrace/demographics.h"
-#include "pdstrace/match.h"
+#include "pdstrace/cascade.h" /* struct cascade_options, embedded below */
 
 /* One trace as a small state machine (DESIGN.md §1): cache lookup, verification of a held
  * NHS number, the search cascade, the decision, the cache store. See
@@ -13,6 +11,8 @@
 struct trace_service;
 struct pds_client;
 struct cache;
+struct demographics;
+struct trace_result;
 
 struct trace_service_config {
     struct cascade_options cascade;

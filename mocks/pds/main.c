@@ -1,26 +1,21 @@
-#include <errno.h>
-#include <limits.h>
-#include <math.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
+#include "mock_main.h"
+#include "mock_opts.h"
 #include "pdstrace/err.h"
-#include "pdstrace/log.h"
+#include "pdstrace/macros.h"
 #include "population.h"
 #include "sandbox.h"
 #include "server.h"
 
-/* mock-pds: the command line around server.c. Exit codes as pds-trace's: 0 done, 1 failed
- * while running, 2 bad usage or setting. */
-enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
-
-#define DRAIN_MS 5000
+/* mock-pds: the command line around server.c, with the option table and the serving loop
+ * of mocks/common. Exit codes as pds-trace's (MOCK_EXIT_*). */
 
 struct opts {
     struct mock_pds_config cfg;
@@ -28,47 +23,46 @@ struct opts {
     const char *out;
     const char *log_level;
     const char *sandbox;
-    unsigned long long generate;
-    unsigned long long seed;
+    uint64_t generate;
+    uint64_t seed;
     bool has_generate;
     bool help;
 };
 
-enum opt_kind { K_STR, K_PORT, K_UINT, K_U64, K_RATE, K_STATUS, K_FLAG };
+#define OPT(name, kind, member)   MOCK_OPT(struct opts, name, MOCK_OPT_##kind, member)
+#define FAULT(name, kind, member) MOCK_FAULT_OPT(struct opts, name, MOCK_OPT_##kind, member)
 
-struct opt {
-    const char *name;
-    enum opt_kind kind;
-    size_t offset;
+static const struct mock_opt options[] = {
+    OPT("--port", PORT, cfg.port),
+    OPT("--host", STR, cfg.host),
+    OPT("--population", STR, population),
+    OPT("--generate", U64, generate),
+    OPT("--seed", U64, seed),
+    OPT("--out", STR, out),
+    OPT("--jwt-public-key", STR, cfg.jwt_public_key),
+    OPT("--client-id", STR, cfg.client_id),
+    OPT("--token-url", STR, cfg.token_url),
+    OPT("--token-ttl", UINT, cfg.token_ttl_s),
+    FAULT("--latency-ms", UINT, latency_ms),
+    FAULT("--fail-rate", RATE, fail_rate),
+    FAULT("--fail-status", STATUS, fail_status),
+    FAULT("--retry-after", UINT, retry_after),
+    FAULT("--reset-rate", RATE, reset_rate),
+    FAULT("--rate-limit", UINT, rate_limit_per_min),
+    OPT("--seed-faults", U64, cfg.fault_seed),
+    OPT("--log-level", STR, log_level),
+    OPT("--sandbox", STR, sandbox),
+    OPT("--help", FLAG, help),
 };
 
-#define OPT(name, kind, member)                                                                    \
-    {                                                                                              \
-        name, kind, offsetof(struct opts, member)                                                  \
-    }
+/* --generate 0 is a value given too, so whether it was given is kept apart. */
+static void seen(void *opts, const struct mock_opt *opt)
+{
+    struct opts *o = opts;
+    o->has_generate |= opt->offset == offsetof(struct opts, generate);
+}
 
-static const struct opt options[] = {
-    OPT("--port", K_PORT, cfg.port),
-    OPT("--host", K_STR, cfg.host),
-    OPT("--population", K_STR, population),
-    OPT("--generate", K_U64, generate),
-    OPT("--seed", K_U64, seed),
-    OPT("--out", K_STR, out),
-    OPT("--jwt-public-key", K_STR, cfg.jwt_public_key),
-    OPT("--client-id", K_STR, cfg.client_id),
-    OPT("--token-url", K_STR, cfg.token_url),
-    OPT("--token-ttl", K_UINT, cfg.token_ttl_s),
-    OPT("--latency-ms", K_UINT, cfg.faults.latency_ms),
-    OPT("--fail-rate", K_RATE, cfg.faults.fail_rate),
-    OPT("--fail-status", K_STATUS, cfg.faults.fail_status),
-    OPT("--retry-after", K_UINT, cfg.faults.retry_after),
-    OPT("--reset-rate", K_RATE, cfg.faults.reset_rate),
-    OPT("--rate-limit", K_UINT, cfg.faults.rate_limit_per_min),
-    OPT("--seed-faults", K_U64, cfg.fault_seed),
-    OPT("--log-level", K_STR, log_level),
-    OPT("--sandbox", K_STR, sandbox),
-    OPT("--help", K_FLAG, help),
-};
+static const struct mock_cli cli = {"mock-pds", options, ARRAY_SIZE(options), seen};
 
 static void usage(FILE *f)
 {
@@ -88,126 +82,23 @@ static void usage(FILE *f)
                "/_admin/requests) is served on loopback addresses only.\n");
 }
 
-static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* One line on stderr, as every bad argument gets. */
-static int bad(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("mock-pds: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputs(" (see --help)\n", stderr);
-    va_end(ap);
-    return EXIT_USAGE;
-}
-
-static int parse_u64(const char *s, unsigned long long max, unsigned long long *out)
-{
-    char *end;
-    errno = 0;
-    if (s[0] < '0' || s[0] > '9')
-        return -1;
-    *out = strtoull(s, &end, 10);
-    return errno != 0 || *end != '\0' || *out > max ? -1 : 0;
-}
-
-static int parse_rate(const char *s, double *out)
-{
-    char *end;
-    errno = 0;
-    *out = strtod(s, &end);
-    return errno != 0 || end == s || *end != '\0' || !(*out >= 0 && *out <= 1) ? -1 : 0;
-}
-
-/* Stores one option's value at its place in o. Returns 0 or -1 for a bad value. */
-static int set_value(struct opts *o, const struct opt *opt, const char *v)
-{
-    void *at = (char *)o + opt->offset;
-    unsigned long long n = 0;
-    switch (opt->kind) {
-    case K_STR:
-        *(const char **)at = v;
-        return 0;
-    case K_RATE:
-        return parse_rate(v, at);
-    case K_U64:
-        return parse_u64(v, ULLONG_MAX, at);
-    case K_PORT:
-    case K_STATUS:
-        if (parse_u64(v, opt->kind == K_PORT ? 65535 : 599, &n) != 0)
-            return -1;
-        *(int *)at = (int)n;
-        return 0;
-    default:
-        if (parse_u64(v, UINT_MAX, &n) != 0)
-            return -1;
-        *(unsigned *)at = (unsigned)n;
-        return 0;
-    }
-}
-
-static const struct opt *find_opt(const char *name)
-{
-    for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
-        if (strcmp(options[i].name, name) == 0)
-            return &options[i];
-    return NULL;
-}
-
-static int parse_argv(struct opts *o, int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++) {
-        const struct opt *opt = find_opt(argv[i]);
-        if (opt == NULL)
-            return bad("unknown argument %s", argv[i]);
-        if (opt->kind == K_FLAG) {
-            *(bool *)(void *)((char *)o + opt->offset) = true;
-            continue;
-        }
-        if (i + 1 >= argc)
-            return bad("%s needs a value", argv[i]);
-        if (set_value(o, opt, argv[i + 1]) != 0)
-            return bad("%s: bad value '%s'", argv[i], argv[i + 1]);
-        o->has_generate |= opt->offset == offsetof(struct opts, generate);
-        i++;
-    }
-    return 0;
-}
-
-static const char *flag_for_field(const char *field)
-{
-    static const char *const map[][2] = {
-        {"latency_ms", "--latency-ms"},         {"fail_rate", "--fail-rate"},
-        {"reset_rate", "--reset-rate"},         {"fail_status", "--fail-status"},
-        {"rate_limit_per_min", "--rate-limit"},
-    };
-    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-        if (strcmp(map[i][0], field) == 0)
-            return map[i][1];
-    return field;
-}
-
 static int check_opts(struct opts *o)
 {
-    enum log_level level;
     const char *field = NULL;
     if (o->help)
         return 0;
     if ((o->population != NULL) == o->has_generate)
-        return bad("give exactly one of --population FILE and --generate N");
+        return mock_opts_bad(&cli, "give exactly one of --population FILE and --generate N");
     if (o->out != NULL && !o->has_generate)
-        return bad("--out needs --generate N");
+        return mock_opts_bad(&cli, "--out needs --generate N");
     if (o->cfg.jwt_public_key != NULL && (o->cfg.client_id == NULL || !o->cfg.client_id[0]))
-        return bad("--jwt-public-key needs --client-id ID");
+        return mock_opts_bad(&cli, "--jwt-public-key needs --client-id ID");
     if (o->cfg.token_ttl_s == 0)
-        return bad("--token-ttl must be at least 1");
-    if (o->log_level != NULL && log_level_parse(o->log_level, &level) != 0)
-        return bad("--log-level: bad value '%s'", o->log_level);
-    if (o->log_level != NULL)
-        log_set_level(level);
+        return mock_opts_bad(&cli, "--token-ttl must be at least 1");
+    if (mock_opts_log_level(&cli, o->log_level) != 0)
+        return MOCK_EXIT_USAGE;
     if (mock_pds_faults_check(&o->cfg.faults, &field) != 0)
-        return bad("%s: value out of range", flag_for_field(field));
+        return mock_opts_out_of_range(&cli, field);
     return 0;
 }
 
@@ -221,11 +112,12 @@ static int load(const struct opts *o, struct population **pop)
     if (err == 0)
         return 0;
     if (o->has_generate)
-        fprintf(stderr, "mock-pds: --generate %llu: %s\n", o->generate, err_str(err));
+        fprintf(stderr, "mock-pds: --generate %llu: %s\n", (unsigned long long)o->generate,
+                err_str(err));
     else
         fprintf(stderr, "mock-pds: --population %s: %s\n", o->population,
                 err == ERR_PARSE ? "not a valid population file" : err_str(err));
-    return EXIT_USAGE;
+    return MOCK_EXIT_USAGE;
 }
 
 static int save(struct population *pop, const char *path)
@@ -234,53 +126,48 @@ static int save(struct population *pop, const char *path)
     population_free(pop);
     if (err) {
         fprintf(stderr, "mock-pds: --out %s: cannot write the file\n", path);
-        return EXIT_FAILED;
+        return MOCK_EXIT_FAILED;
     }
-    return EXIT_OK;
+    return MOCK_EXIT_OK;
 }
 
 /* ---- serving ----------------------------------------------------------------------- */
 
-struct runner {
-    uv_loop_t loop;
-    struct mock_pds *mock;
-    uv_signal_t sigterm, sigint;
+/* What serving needs: the options, and the population until the mock has taken it. */
+struct serve_ctx {
+    const struct opts *o;
+    struct population *pop;
 };
 
-static void close_signals(struct runner *r)
+static int start(void **mock, uv_loop_t *loop, void *arg)
 {
-    if (!uv_is_closing((uv_handle_t *)&r->sigterm))
-        uv_close((uv_handle_t *)&r->sigterm, NULL);
-    if (!uv_is_closing((uv_handle_t *)&r->sigint))
-        uv_close((uv_handle_t *)&r->sigint, NULL);
+    struct serve_ctx *c = arg;
+    struct mock_pds *m = NULL;
+    struct population *pop = c->pop;
+    c->pop = NULL;
+    int err = mock_pds_new(&m, loop, pop, &c->o->cfg);
+    *mock = m;
+    return err;
 }
 
-static void on_stopped(void *arg)
+static int port(const void *mock)
 {
-    struct runner *r = arg;
-    log_msgf(LOG_LEVEL_INFO, NULL, "drained");
-    close_signals(r);
+    return mock_pds_port(mock);
 }
 
-static void on_signal(uv_signal_t *s, int signum)
+static void stop(void *mock, unsigned deadline_ms, mock_stopped_fn *cb, void *cb_arg)
 {
-    struct runner *r = s->data;
-    log_msgf(LOG_LEVEL_INFO, NULL, "signal %d: draining", signum);
-    mock_pds_stop(r->mock, DRAIN_MS, on_stopped, r);
+    mock_pds_stop(mock, deadline_ms, cb, cb_arg);
 }
 
-static int start_signals(struct runner *r)
+static void free_mock(void *mock)
 {
-    uv_signal_init(&r->loop, &r->sigterm);
-    uv_signal_init(&r->loop, &r->sigint);
-    r->sigterm.data = r;
-    r->sigint.data = r;
-    int err = uv_signal_start(&r->sigterm, on_signal, SIGTERM);
-    return err ? err : uv_signal_start(&r->sigint, on_signal, SIGINT);
+    mock_pds_free(mock);
 }
 
-static void report_start_error(const struct opts *o, int err)
+static void report_start_error(int err, void *arg)
 {
+    const struct opts *o = ((const struct serve_ctx *)arg)->o;
     if (err == ERR_CONFIG)
         fprintf(stderr, "mock-pds: --jwt-public-key %s: not a readable RSA public key (PEM)\n",
                 o->cfg.jwt_public_key);
@@ -292,46 +179,31 @@ static void report_start_error(const struct opts *o, int err)
 /* Takes ownership of pop. */
 static int serve(const struct opts *o, struct population *pop)
 {
-    struct runner r = {0};
-    uv_loop_init(&r.loop);
-    int err = start_signals(&r);
+    static const struct mock_main_ops ops = {start, port, stop, free_mock, report_start_error};
+    struct serve_ctx c = {o, pop};
+    int err = mock_main_serve(&ops, &c);
+    /* Still here when the signals could not be set up, before the mock took it. */
+    population_free(c.pop);
     if (err)
-        population_free(pop);
-    else
-        err = mock_pds_new(&r.mock, &r.loop, pop, &o->cfg);
-    if (err) {
-        report_start_error(o, err);
-        close_signals(&r);
-    } else {
-        log_event(LOG_LEVEL_INFO, NULL, "listening",
-                  json_pack("{s:i}", "port", mock_pds_port(r.mock)));
-    }
-    uv_run(&r.loop, UV_RUN_DEFAULT);
-    mock_pds_free(r.mock);
-    uv_run(&r.loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(&r.loop) != 0)
-        log_msgf(LOG_LEVEL_WARN, NULL, "handles left open at exit");
-    if (err)
-        return err == ERR_CONFIG ? EXIT_USAGE : EXIT_FAILED;
-    log_msgf(LOG_LEVEL_INFO, NULL, "stopped");
-    return EXIT_OK;
+        return err == ERR_CONFIG ? MOCK_EXIT_USAGE : MOCK_EXIT_FAILED;
+    return MOCK_EXIT_OK;
 }
 
 int main(int argc, char **argv)
 {
     struct opts o = {.seed = 1};
     mock_pds_config_init(&o.cfg);
-    int rc = parse_argv(&o, argc, argv);
+    int rc = mock_opts_parse(&cli, &o, argc, argv);
     rc = rc ? rc : check_opts(&o);
     if (rc)
         return rc;
     if (o.help) {
         usage(stdout);
-        return EXIT_OK;
+        return MOCK_EXIT_OK;
     }
     struct population *pop = NULL;
     if (load(&o, &pop) != 0)
-        return EXIT_USAGE;
+        return MOCK_EXIT_USAGE;
     if (o.out != NULL)
         return save(pop, o.out);
     struct sandbox *sb = NULL;
@@ -339,7 +211,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "mock-pds: --sandbox %s: not a directory of PDS example bodies\n",
                 o.sandbox);
         population_free(pop);
-        return EXIT_USAGE;
+        return MOCK_EXIT_USAGE;
     }
     o.cfg.sandbox = sb;
     rc = serve(&o, pop);

@@ -137,12 +137,18 @@ static bool parse_bool(const char *v, bool *out)
     return true;
 }
 
+/* Parameters PDS refuses to see twice. */
+static bool set_once(const char **slot, const char *v)
+{
+    if (*slot)
+        return false;
+    *slot = v;
+    return true;
+}
+
 static bool set_family(struct query *q, const char *v)
 {
-    if (q->family)
-        return false;
-    q->family = v;
-    return true;
+    return set_once(&q->family, v);
 }
 
 static bool set_given(struct query *q, const char *v)
@@ -180,10 +186,7 @@ static bool set_death(struct query *q, const char *v)
 
 static bool set_postcode(struct query *q, const char *v)
 {
-    if (q->postcode)
-        return false;
-    q->postcode = v;
-    return true;
+    return set_once(&q->postcode, v);
 }
 
 /* The mock holds no GP data; a GP in the search only hides restricted people. */

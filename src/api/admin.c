@@ -1,4 +1,4 @@
-#include "pdstrace/api.h"
+#include "api_int.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,10 +1,11 @@
-#include "pdstrace/api.h"
+#include "api_int.h"
 
 #include <string.h>
 
 #include "pdstrace/buf.h"
 #include "pdstrace/config.h"
 #include "pdstrace/err.h"
+#include "pdstrace/macros.h"
 #include "pdstrace/metrics.h"
 #include "pdstrace/redis_conn.h"
 #include "pdstrace/token.h"
@@ -38,13 +39,19 @@ static void readyz(struct http_exchange *x, const struct route_params *p, void *
                                "redis", redis, "pds_auth", auth));
 }
 
+static const struct metrics_family families[] = {
+    {"pdstrace_redis_up", METRICS_GAUGE, "1 while the Redis connection is up"},
+};
+
 static void metrics(struct http_exchange *x, const struct route_params *p, void *arg)
 {
+    const struct api_context *ctx = arg;
     (void)p;
-    (void)arg;
     struct buf out;
     buf_init(&out, 8 << 20);
-    if (metrics_render(&out) != 0) {
+    metrics_set(ctx->metrics, "pdstrace_redis_up", NULL,
+                redis_conn_state(ctx->redis) == REDIS_CONN_CONNECTED);
+    if (metrics_render(ctx->metrics, &out) != 0) {
         buf_free(&out);
         http_exchange_respond_err(x, ERR_INTERNAL, NULL, "metrics too large");
         return;
@@ -55,7 +62,9 @@ static void metrics(struct http_exchange *x, const struct route_params *p, void 
 
 int api_health_register(struct router *r, struct api_context *ctx)
 {
-    int err = router_add(r, "GET", "/healthz", NULL, healthz, ctx);
+    int err = metrics_declare(ctx->metrics, families, ARRAY_SIZE(families));
+    if (!err)
+        err = router_add(r, "GET", "/healthz", NULL, healthz, ctx);
     if (!err)
         err = router_add(r, "GET", "/readyz", NULL, readyz, ctx);
     if (!err)

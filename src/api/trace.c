@@ -1,4 +1,4 @@
-#include "pdstrace/api.h"
+#include "api_int.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +13,7 @@
 #include "pdstrace/macros.h"
 #include "pdstrace/metrics.h"
 #include "pdstrace/trace.h"
+#include "pdstrace/trace_result.h"
 
 /* One POST /v1/trace in flight. It holds the exchange until it answers; if the caller has
  * gone by then the server drops the answer, but the trace itself still completes. */
@@ -23,6 +24,7 @@ struct trace_request {
     char purpose[201];
     const char *caller;
     const struct config *cfg;
+    struct metrics *metrics;
 };
 
 static void today_utc(char out[11])
@@ -93,7 +95,7 @@ static void on_traced(int status, const struct trace_result *r, const char *deta
     const char *outcome = status == 0 ? trace_outcome_name(r->outcome) : "error";
     char labels[64];
     snprintf(labels, sizeof(labels), "outcome=\"%s\"", outcome);
-    metrics_inc("pdstrace_trace_outcomes_total", labels, 1);
+    metrics_inc(t->metrics, "pdstrace_trace_outcomes_total", labels, 1);
     audit(t, outcome, status == 0 ? r->steps : 0,
           status == 0 && r->source == TRACE_SOURCE_CACHE ? "cache" : "pds");
     if (status == 0)
@@ -151,6 +153,7 @@ static void post_trace(struct http_exchange *x, const struct route_params *p, vo
     }
     t->x = x;
     t->cfg = ctx->cfg;
+    t->metrics = ctx->metrics;
     t->caller = api_caller(x);
     crypto_uuid4(t->trace_id);
     memcpy(t->case_id, d.case_id, sizeof(t->case_id));
@@ -163,7 +166,13 @@ static void post_trace(struct http_exchange *x, const struct route_params *p, vo
     }
 }
 
+static const struct metrics_family families[] = {
+    {"pdstrace_trace_outcomes_total", METRICS_COUNTER,
+     "traces answered, by outcome (error: PDS failed)"},
+};
+
 int api_trace_register(struct router *r, struct api_context *ctx)
 {
-    return router_add(r, "POST", "/v1/trace", "trace", post_trace, ctx);
+    int err = metrics_declare(ctx->metrics, families, ARRAY_SIZE(families));
+    return err ? err : router_add(r, "POST", "/v1/trace", "trace", post_trace, ctx);
 }

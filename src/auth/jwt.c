@@ -1,9 +1,11 @@
 #include "pdstrace/jwt.h"
 
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -26,43 +28,89 @@ struct jwt_pubkey {
     EVP_PKEY *pkey;
 };
 
-/* Reads a PEM key and insists on RSA of a sane size; anything else is a bad setting. */
-static EVP_PKEY *load_pem(const char *path, int private)
+/* OpenSSL would otherwise ask for a passphrase on the terminal, which a service has not
+ * got: none is given, and *u notes that one was wanted, so the key is encrypted. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
 {
-    BIO *bio = BIO_new_file(path, "r");
-    if (bio == NULL) {
-        ERR_clear_error();
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    *(bool *)u = true;
+    return -1;
+}
+
+static const char *open_problem(int e)
+{
+    if (e == ENOENT)
+        return "does not exist";
+    if (e == EACCES)
+        return "cannot be read (permission denied)";
+    return "cannot be opened";
+}
+
+/* Why pkey (NULL when none could be read) is no key for RS512; NULL when it is one. */
+static const char *key_problem(const EVP_PKEY *pkey, int private, bool encrypted)
+{
+    if (pkey == NULL && encrypted)
+        return "is encrypted (give the key without a passphrase)";
+    if (pkey == NULL)
+        return private ? "holds no PEM private key" : "holds no PEM public key";
+    if (!EVP_PKEY_is_a(pkey, "RSA"))
+        return "is not an RSA key (RS512 needs one)";
+    if (EVP_PKEY_get_bits(pkey) < MIN_BITS)
+        return "is an RSA key of fewer than 2048 bits";
+    if (EVP_PKEY_get_bits(pkey) > MAX_BITS)
+        return "is an RSA key of more than 8192 bits";
+    return NULL;
+}
+
+/* Reads a PEM key and insists on RSA of a sane size; anything else is a bad setting, and
+ * *why says which. */
+static EVP_PKEY *load_pem(const char *path, int private, const char **why)
+{
+    bool encrypted = false;
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        *why = open_problem(errno);
         return NULL;
     }
-    EVP_PKEY *pkey = private ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL)
-                             : PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
-    BIO_free(bio);
-    if (pkey != NULL && (!EVP_PKEY_is_a(pkey, "RSA") || EVP_PKEY_get_bits(pkey) < MIN_BITS ||
-                         EVP_PKEY_get_bits(pkey) > MAX_BITS)) {
+    EVP_PKEY *pkey = private ? PEM_read_PrivateKey(f, NULL, no_passphrase, &encrypted)
+                             : PEM_read_PUBKEY(f, NULL, NULL, NULL);
+    fclose(f);
+    ERR_clear_error();
+    *why = key_problem(pkey, private, encrypted);
+    if (*why != NULL) {
         EVP_PKEY_free(pkey);
         pkey = NULL;
     }
-    ERR_clear_error();
     return pkey;
 }
 
 /* Both key types hold one EVP_PKEY; they are distinct types only so that a public key
  * cannot be passed where a private one is needed. */
-static int load_into(EVP_PKEY **slot, const char *pem_path, int private)
+static int load_into(EVP_PKEY **slot, const char *pem_path, int private, const char **why)
 {
-    *slot = load_pem(pem_path, private);
+    *slot = load_pem(pem_path, private, why);
     return *slot != NULL ? 0 : ERR_CONFIG;
 }
 
-int jwt_key_load(struct jwt_key **out, const char *pem_path)
+int jwt_key_load_why(struct jwt_key **out, const char *pem_path, const char **why)
 {
+    const char *spare;
     struct jwt_key *k = calloc(1, sizeof(*k));
-    int err = k != NULL ? load_into(&k->pkey, pem_path, 1) : ERR_CONFIG;
+    why = why != NULL ? why : &spare;
+    *why = "cannot be loaded (out of memory)";
+    int err = k != NULL ? load_into(&k->pkey, pem_path, 1, why) : ERR_CONFIG;
     if (err)
         free(k);
     else
         *out = k;
     return err;
+}
+
+int jwt_key_load(struct jwt_key **out, const char *pem_path)
+{
+    return jwt_key_load_why(out, pem_path, NULL);
 }
 
 void jwt_key_free(struct jwt_key *k)
@@ -74,8 +122,9 @@ void jwt_key_free(struct jwt_key *k)
 
 int jwt_pubkey_load(struct jwt_pubkey **out, const char *pem_path)
 {
+    const char *why;
     struct jwt_pubkey *k = calloc(1, sizeof(*k));
-    int err = k != NULL ? load_into(&k->pkey, pem_path, 0) : ERR_CONFIG;
+    int err = k != NULL ? load_into(&k->pkey, pem_path, 0, &why) : ERR_CONFIG;
     if (err)
         free(k);
     else

@@ -11,6 +11,7 @@
 #include "pdstrace/err.h"
 #include "pdstrace/http_client.h"
 #include "pdstrace/jwt.h"
+#include "pdstrace/list.h"
 #include "pdstrace/log.h"
 #include "pdstrace/macros.h"
 
@@ -33,7 +34,7 @@ static const char form_prefix[] =
 struct token_waiter {
     token_cb *cb;
     void *arg;
-    struct token_waiter *next;
+    struct list_node link; /* in waiters */
 };
 
 /* The argument of the exchange in flight; ts is cleared when the source goes first. */
@@ -55,10 +56,11 @@ struct token_source {
     char *token;             /* the cached token, or NULL */
     uint64_t fresh_until_ns; /* uv_hrtime() before which token is used as it is */
     bool last_ok;
-    struct token_waiter *waiters; /* FIFO */
-    struct token_waiter **waiters_tail;
+    struct list_node waiters;        /* FIFO of struct token_waiter */
     struct token_exchange *exchange; /* in flight, or NULL: never more than one */
     uv_timer_t timer;                /* runs serve() on the next loop turn */
+    uv_timer_t warm;                 /* token_source_keep_warm */
+    unsigned open_handles;           /* the two timers, until each is closed */
     bool closing;
 };
 
@@ -72,14 +74,14 @@ static bool is_fresh(const struct token_source *ts)
  * completing, and freed in the close callback. */
 static void deliver(struct token_source *ts, int status)
 {
-    struct token_waiter *w = ts->waiters;
-    ts->waiters = NULL;
-    ts->waiters_tail = &ts->waiters;
-    while (w != NULL) {
-        struct token_waiter *next = w->next;
+    struct list_node now, *node;
+    list_init(&now);
+    list_splice_tail(&now, &ts->waiters);
+    while ((node = list_first(&now)) != NULL) {
+        struct token_waiter *w = LIST_ENTRY(node, struct token_waiter, link);
+        list_remove(node);
         w->cb(status, status == 0 ? ts->token : NULL, w->arg);
         free(w);
-        w = next;
     }
 }
 
@@ -167,6 +169,13 @@ static int accept_response(struct token_source *ts, const struct http_client_res
     return 0;
 }
 
+static void log_failure(int err, long http_status)
+{
+    log_event(
+        LOG_LEVEL_WARN, NULL, "pds token exchange failed",
+        json_pack("{s:s,s:I}", "error", err_name(err), "http_status", (json_int_t)http_status));
+}
+
 static void on_exchange(int status, const struct http_client_response *res, void *arg)
 {
     struct token_exchange *x = arg;
@@ -178,9 +187,7 @@ static void on_exchange(int status, const struct http_client_response *res, void
     int err = status != 0 ? map_transport(status) : accept_response(ts, res);
     ts->last_ok = err == 0;
     if (err)
-        log_event(LOG_LEVEL_WARN, NULL, "pds token exchange failed",
-                  json_pack("{s:s,s:I}", "error", err_name(err), "http_status",
-                            (json_int_t)(res != NULL ? res->status : 0)));
+        log_failure(err, res != NULL ? res->status : 0);
     deliver(ts, err);
 }
 
@@ -230,7 +237,7 @@ static int start_exchange(struct token_source *ts)
 
 static void serve(struct token_source *ts)
 {
-    if (ts->waiters == NULL)
+    if (list_is_empty(&ts->waiters))
         return;
     if (is_fresh(ts)) {
         deliver(ts, 0);
@@ -261,8 +268,7 @@ int token_get(struct token_source *ts, token_cb *cb, void *arg)
         return UV_ENOMEM;
     w->cb = cb;
     w->arg = arg;
-    *ts->waiters_tail = w;
-    ts->waiters_tail = &w->next;
+    list_push_tail(&ts->waiters, &w->link);
     /* Even a cached token is handed over on the next turn, never inside this call. */
     if (ts->exchange == NULL)
         uv_timer_start(&ts->timer, on_timer, 0, 0);
@@ -286,20 +292,62 @@ bool token_source_healthy(const struct token_source *ts)
     return ts != NULL && (is_fresh(ts) || ts->last_ok);
 }
 
-/* ---- lifetime ---- */
-
-static int check_config(const struct token_config *cfg)
+/* The exchange is started here rather than through token_get: nobody waits for its answer
+ * but readiness, which reads last_ok. Callers that come meanwhile wait for it as they
+ * would for one of their own. */
+static void on_warm(uv_timer_t *t)
 {
-    if (cfg == NULL || cfg->token_url == NULL || cfg->client_id == NULL || cfg->kid == NULL ||
-        cfg->key_file == NULL)
-        return ERR_CONFIG;
-    if (cfg->token_url[0] == '\0' || cfg->client_id[0] == '\0' || cfg->kid[0] == '\0')
-        return ERR_CONFIG;
-    return 0;
+    struct token_source *ts = container_of(t, struct token_source, warm);
+    if (ts->exchange != NULL || token_source_healthy(ts))
+        return;
+    int err = start_exchange(ts);
+    if (err) {
+        ts->last_ok = false;
+        log_failure(err, 0);
+    }
 }
 
-static void strings_free(struct token_source *ts)
+int token_source_keep_warm(struct token_source *ts, unsigned interval_ms)
 {
+    if (ts == NULL || interval_ms == 0)
+        return ERR_INVALID_INPUT;
+    if (ts->closing)
+        return UV_ECANCELED;
+    return uv_timer_start(&ts->warm, on_warm, 0, interval_ms);
+}
+
+/* ---- lifetime ---- */
+
+static bool is_set(const char *s)
+{
+    return s != NULL && s[0] != '\0';
+}
+
+/* The first setting that is missing, by its token_config name, or NULL. */
+static const char *missing(const struct token_config *cfg)
+{
+    if (!is_set(cfg->token_url))
+        return "token_url";
+    if (!is_set(cfg->client_id))
+        return "client_id";
+    if (!is_set(cfg->kid))
+        return "kid";
+    return is_set(cfg->key_file) ? NULL : "key_file";
+}
+
+static int check_config(const struct token_config *cfg, struct token_config_error *why)
+{
+    if (cfg == NULL)
+        return ERR_CONFIG;
+    why->field = missing(cfg);
+    why->reason = why->field != NULL ? "is required" : NULL;
+    return why->field != NULL ? ERR_CONFIG : 0;
+}
+
+static void source_free(struct token_source *ts)
+{
+    if (ts == NULL)
+        return;
     free(ts->token_url);
     free(ts->client_id);
     free(ts->kid);
@@ -307,6 +355,7 @@ static void strings_free(struct token_source *ts)
         free(ts->tls_names[i]);
     free(ts->token);
     jwt_key_free(ts->key);
+    free(ts);
 }
 
 /* NULL stays NULL; anything else is copied, so that *out is NULL only when s was. */
@@ -327,7 +376,8 @@ static int copy_tls(struct token_source *ts, const struct http_client_tls *tls)
     return err;
 }
 
-static int copy_config(struct token_source *ts, const struct token_config *cfg)
+static int copy_config(struct token_source *ts, const struct token_config *cfg,
+                       struct token_config_error *why)
 {
     ts->token_url = strdup(cfg->token_url);
     ts->client_id = strdup(cfg->client_id);
@@ -337,39 +387,54 @@ static int copy_config(struct token_source *ts, const struct token_config *cfg)
     ts->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : DEFAULT_TIMEOUT_MS;
     ts->refresh_early_s = cfg->refresh_early_s ? cfg->refresh_early_s : DEFAULT_REFRESH_EARLY_S;
     int err = copy_tls(ts, &cfg->tls);
-    return err ? err : jwt_key_load(&ts->key, cfg->key_file);
+    if (err)
+        return err;
+    err = jwt_key_load_why(&ts->key, cfg->key_file, &why->reason);
+    why->field = err ? "key_file" : NULL;
+    return err;
 }
 
 int token_source_new(struct token_source **out, uv_loop_t *loop, struct http_client *http,
-                     const struct token_config *cfg)
+                     const struct token_config *cfg, struct token_config_error *why)
 {
+    struct token_config_error spare;
+    why = why != NULL ? why : &spare;
+    *why = (struct token_config_error){NULL, NULL};
     if (out == NULL || loop == NULL || http == NULL)
         return ERR_INVALID_INPUT;
-    int err = check_config(cfg);
-    if (err)
-        return err;
-    struct token_source *ts = calloc(1, sizeof(*ts));
-    if (ts == NULL)
-        return UV_ENOMEM;
-    err = copy_config(ts, cfg);
+    int err = check_config(cfg, why);
+    struct token_source *ts = err ? NULL : calloc(1, sizeof(*ts));
+    if (!err)
+        err = ts != NULL ? copy_config(ts, cfg, why) : UV_ENOMEM;
     if (err) {
-        strings_free(ts);
-        free(ts);
+        source_free(ts);
         return err;
     }
     ts->loop = loop;
     ts->http = http;
-    ts->waiters_tail = &ts->waiters;
+    list_init(&ts->waiters);
     uv_timer_init(loop, &ts->timer);
+    uv_timer_init(loop, &ts->warm);
+    ts->open_handles = 2;
     *out = ts;
     return 0;
 }
 
-static void on_close(uv_handle_t *h)
+/* The source goes with the last of its two timers. */
+static void closed(struct token_source *ts)
 {
-    struct token_source *ts = container_of((uv_timer_t *)h, struct token_source, timer);
-    strings_free(ts);
-    free(ts);
+    if (--ts->open_handles == 0)
+        source_free(ts);
+}
+
+static void on_close_timer(uv_handle_t *h)
+{
+    closed(container_of((uv_timer_t *)h, struct token_source, timer));
+}
+
+static void on_close_warm(uv_handle_t *h)
+{
+    closed(container_of((uv_timer_t *)h, struct token_source, warm));
 }
 
 void token_source_free(struct token_source *ts)
@@ -382,6 +447,8 @@ void token_source_free(struct token_source *ts)
         ts->exchange = NULL;
     }
     uv_timer_stop(&ts->timer);
+    uv_timer_stop(&ts->warm);
     deliver(ts, UV_ECANCELED);
-    uv_close((uv_handle_t *)&ts->timer, on_close);
+    uv_close((uv_handle_t *)&ts->timer, on_close_timer);
+    uv_close((uv_handle_t *)&ts->warm, on_close_warm);
 }

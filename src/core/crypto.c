@@ -20,6 +20,7 @@
 #include "pdstrace/buf.h"
 #include "pdstrace/err.h"
 #include "pdstrace/log.h"
+#include "pdstrace/macros.h"
 
 /* The EVP cipher interface counts bytes in int; stay well below it. */
 #define MAX_CIPHER_INPUT ((size_t)INT_MAX - 64)
@@ -132,16 +133,18 @@ void crypto_uuid4(char out[CRYPTO_UUID_SIZE])
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
     crypto_hex(b, sizeof(b), hex);
-    memcpy(out, hex, 8);
-    out[8] = '-';
-    memcpy(out + 9, hex + 8, 4);
-    out[13] = '-';
-    memcpy(out + 14, hex + 12, 4);
-    out[18] = '-';
-    memcpy(out + 19, hex + 16, 4);
-    out[23] = '-';
-    memcpy(out + 24, hex + 20, 12);
-    out[36] = '\0';
+    /* 8-4-4-4-12 hex digits with dashes between the groups. */
+    static const unsigned groups[] = {8, 4, 4, 4, 12};
+    char *o = out;
+    const char *h = hex;
+    for (size_t i = 0; i < ARRAY_SIZE(groups); i++) {
+        if (i > 0)
+            *o++ = '-';
+        memcpy(o, h, groups[i]);
+        o += groups[i];
+        h += groups[i];
+    }
+    *o = '\0';
 }
 
 int crypto_hmac_sha256(const void *key, size_t klen, const void *msg, size_t mlen,

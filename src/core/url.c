@@ -1,17 +1,16 @@
 #include "pdstrace/url.h"
 
 #include "pdstrace/buf.h"
+#include "pdstrace/crypto.h"
 #include "pdstrace/err.h"
 
-static int hexval(char c)
+/* The byte of the escape whose two hex digits start at r, through the one hex decoder
+ * (crypto_unhex, either case). A string that ends early stops at its NUL without reading
+ * past it. Returns 0 or ERR_INVALID_INPUT. */
+static int unescape(const char *r, unsigned char *out)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+    const char hex[3] = {r[0], r[0] != '\0' ? r[1] : '\0', '\0'};
+    return crypto_unhex(hex, out, 1);
 }
 
 int url_decode(char *s, bool plus_is_space)
@@ -22,12 +21,10 @@ int url_decode(char *s, bool plus_is_space)
             *w++ = plus_is_space && *r == '+' ? ' ' : *r;
             continue;
         }
-        /* hexval('\0') is -1, so a truncated escape stops here without reading past. */
-        int hi = hexval(r[1]);
-        int lo = hi < 0 ? -1 : hexval(r[2]);
-        if (lo < 0 || (hi == 0 && lo == 0))
+        unsigned char c;
+        if (unescape(r + 1, &c) != 0 || c == 0)
             return ERR_INVALID_INPUT;
-        *w++ = (char)(hi * 16 + lo);
+        *w++ = (char)c;
         r += 2;
     }
     *w = '\0';

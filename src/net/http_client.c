@@ -8,6 +8,7 @@
 
 #include "pdstrace/buf.h"
 #include "pdstrace/err.h"
+#include "pdstrace/list.h"
 #include "pdstrace/log.h"
 #include "pdstrace/macros.h"
 
@@ -24,8 +25,8 @@ struct http_client {
     uv_loop_t *loop;
     CURLM *multi; /* NULL once http_client_free has run */
     uv_timer_t timer;
-    struct http_request *requests; /* in flight, for cancellation */
-    struct http_socket *sockets;   /* polled, for a last sweep at shutdown */
+    struct list_node requests; /* in flight, newest first, for cancellation */
+    struct list_node sockets;  /* polled, for a last sweep at shutdown */
     unsigned in_flight;
     int closing;
 };
@@ -35,7 +36,7 @@ struct http_socket {
     uv_poll_t poll;
     curl_socket_t fd;
     struct http_client *client;
-    struct http_socket *prev, *next;
+    struct list_node link; /* in client->sockets */
 };
 
 /* One per transfer, stored in CURLOPT_PRIVATE. Lives until its callback has returned,
@@ -53,53 +54,11 @@ struct http_request {
     char errbuf[CURL_ERROR_SIZE]; /* curl's words for a failure: the TLS warning quotes it */
     http_client_cb *cb;
     void *arg;
-    struct http_request *prev, *next;
+    struct list_node link; /* in client->requests from add_handle to detach */
     struct http_client_response res;
 };
 
 static void on_timeout(uv_timer_t *t);
-
-/* ---- lists ---- */
-
-static void link_request(struct http_client *c, struct http_request *r)
-{
-    r->prev = NULL;
-    r->next = c->requests;
-    if (c->requests != NULL)
-        c->requests->prev = r;
-    c->requests = r;
-    c->in_flight++;
-}
-
-static void unlink_request(struct http_client *c, struct http_request *r)
-{
-    if (r->prev != NULL)
-        r->prev->next = r->next;
-    else
-        c->requests = r->next;
-    if (r->next != NULL)
-        r->next->prev = r->prev;
-    c->in_flight--;
-}
-
-static void link_socket(struct http_client *c, struct http_socket *s)
-{
-    s->prev = NULL;
-    s->next = c->sockets;
-    if (c->sockets != NULL)
-        c->sockets->prev = s;
-    c->sockets = s;
-}
-
-static void unlink_socket(struct http_client *c, struct http_socket *s)
-{
-    if (s->prev != NULL)
-        s->prev->next = s->next;
-    else
-        c->sockets = s->next;
-    if (s->next != NULL)
-        s->next->prev = s->prev;
-}
 
 /* ---- sockets ---- */
 
@@ -112,7 +71,7 @@ static void on_socket_close(uv_handle_t *h)
  * number may be reused; the memory goes only in the close callback. */
 static void socket_close(struct http_socket *s)
 {
-    unlink_socket(s->client, s);
+    list_remove(&s->link);
     uv_poll_stop(&s->poll);
     uv_close((uv_handle_t *)&s->poll, on_socket_close);
 }
@@ -154,7 +113,7 @@ static struct http_socket *socket_new(struct http_client *c, curl_socket_t fd)
     }
     s->fd = fd;
     s->client = c;
-    link_socket(c, s);
+    list_push_head(&c->sockets, &s->link);
     return s;
 }
 
@@ -295,7 +254,8 @@ static void detach(struct http_request *r)
 {
     struct http_client *c = r->client;
 
-    unlink_request(c, r);
+    list_remove(&r->link);
+    c->in_flight--;
     curl_multi_remove_handle(c->multi, r->easy);
     curl_easy_cleanup(r->easy);
     r->easy = NULL;
@@ -641,6 +601,7 @@ int http_client_request(struct http_client *c, const struct http_client_request 
     r->client = c;
     r->cb = cb;
     r->arg = arg;
+    list_init(&r->link);
     buf_init(&r->body, req->max_response_bytes ? req->max_response_bytes : DEFAULT_MAX_RESPONSE);
     buf_init(&r->hdrs, MAX_RESPONSE_HEADERS);
     int err = setup(r, req);
@@ -651,7 +612,8 @@ int http_client_request(struct http_client *c, const struct http_client_request 
         return err;
     }
     /* curl answers add_handle through the timer callback; the transfer starts from the loop. */
-    link_request(c, r);
+    list_push_head(&c->requests, &r->link);
+    c->in_flight++;
     return 0;
 }
 
@@ -663,6 +625,8 @@ int http_client_new(struct http_client **out, uv_loop_t *loop)
     if (c == NULL)
         return UV_ENOMEM;
     c->loop = loop;
+    list_init(&c->requests);
+    list_init(&c->sockets);
     c->multi = curl_multi_init();
     if (c->multi == NULL) {
         free(c);
@@ -685,8 +649,8 @@ static void on_client_close(uv_handle_t *h)
 /* Every callback runs once with UV_ECANCELED; new requests are refused from here on. */
 static void cancel_all(struct http_client *c)
 {
-    while (c->requests != NULL) {
-        struct http_request *r = c->requests;
+    while (!list_is_empty(&c->requests)) {
+        struct http_request *r = LIST_ENTRY(list_first(&c->requests), struct http_request, link);
         detach(r);
         complete(r, UV_ECANCELED);
     }
@@ -703,8 +667,8 @@ void http_client_free(struct http_client *c)
     curl_multi_cleanup(c->multi);
     c->multi = NULL;
     /* Should curl have left a socket behind, stop watching it all the same. */
-    while (c->sockets != NULL)
-        socket_close(c->sockets);
+    while (!list_is_empty(&c->sockets))
+        socket_close(LIST_ENTRY(list_first(&c->sockets), struct http_socket, link));
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, on_client_close);
 }

@@ -12,47 +12,18 @@
 
 #include "pdstrace/crypto.h"
 #include "pdstrace/err.h"
-#include "pdstrace/macros.h"
+#include "pdstrace/list.h"
 
 #define PEER_BUCKETS_MIN 64
 #define PEER_BUCKETS_MAX 65536
 
 struct http_peer {
-    struct http_peer *next; /* hash chain */
-    struct lru idle;        /* this address's idle connections, least recently active first */
+    struct list_node chain; /* in its bucket */
+    struct list_node idle;  /* this address's idle connections, least recently active first */
     unsigned nconns;
     unsigned char len;      /* 4 or 16 */
     unsigned char addr[16]; /* IPv4 or IPv6 address, network order */
 };
-
-/* ---- intrusive lists ------------------------------------------------------------------ */
-
-static void lru_init(struct lru *head)
-{
-    head->prev = head->next = head;
-}
-
-static void lru_remove(struct lru *n)
-{
-    if (n->next == NULL)
-        return;
-    n->prev->next = n->next;
-    n->next->prev = n->prev;
-    n->prev = n->next = NULL;
-}
-
-static void lru_push(struct lru *head, struct lru *n)
-{
-    n->prev = head->prev;
-    n->next = head;
-    head->prev->next = n;
-    head->prev = n;
-}
-
-static struct lru *lru_oldest(struct lru *head)
-{
-    return head->next != head ? head->next : NULL;
-}
 
 /* ---- the peer table ------------------------------------------------------------------- */
 
@@ -69,13 +40,15 @@ static size_t bucket_count(unsigned max_connections)
 int http_limit_init(struct http_server *srv)
 {
     struct http_peer_table *t = &srv->peers;
-    lru_init(&srv->idle);
+    list_init(&srv->idle);
     if (srv->cfg.max_connections_per_client == 0)
         return 0;
     size_t n = bucket_count(srv->cfg.max_connections);
-    t->buckets = calloc(n, sizeof(*t->buckets));
+    t->buckets = malloc(n * sizeof(*t->buckets));
     if (t->buckets == NULL)
         return UV_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        list_init(&t->buckets[i]);
     t->mask = n - 1;
     if (crypto_random(&t->seed, sizeof(t->seed)) != 0)
         t->seed = (uint64_t)(uintptr_t)srv ^ uv_hrtime();
@@ -121,11 +94,15 @@ static int peer_address(struct conn *c, unsigned char addr[16], unsigned char *l
     return ERR_INVALID_INPUT;
 }
 
-static struct http_peer *peer_find(struct http_peer *p, const unsigned char *addr, size_t len)
+static struct http_peer *peer_find(struct list_node *bucket, const unsigned char *addr, size_t len)
 {
-    for (; p != NULL; p = p->next)
+    struct list_node *n, *tmp;
+    LIST_FOREACH_SAFE(n, tmp, bucket)
+    {
+        struct http_peer *p = LIST_ENTRY(n, struct http_peer, chain);
         if (p->len == len && memcmp(p->addr, addr, len) == 0)
             return p;
+    }
     return NULL;
 }
 
@@ -138,17 +115,16 @@ static int peer_attach(struct conn *c)
     int err = peer_address(c, addr, &len);
     if (err)
         return err;
-    struct http_peer **bucket = &t->buckets[peer_hash(t, addr, len)];
-    struct http_peer *p = peer_find(*bucket, addr, len);
+    struct list_node *bucket = &t->buckets[peer_hash(t, addr, len)];
+    struct http_peer *p = peer_find(bucket, addr, len);
     if (p == NULL) {
         p = calloc(1, sizeof(*p));
         if (p == NULL)
             return UV_ENOMEM;
-        lru_init(&p->idle);
+        list_init(&p->idle);
         memcpy(p->addr, addr, len);
         p->len = len;
-        p->next = *bucket;
-        *bucket = p;
+        list_push_head(bucket, &p->chain);
     }
     p->nconns++;
     c->peer = p;
@@ -163,11 +139,7 @@ static void peer_detach(struct conn *c)
     c->peer = NULL;
     if (--p->nconns > 0)
         return;
-    struct http_peer_table *t = &c->srv->peers;
-    struct http_peer **pp = &t->buckets[peer_hash(t, p->addr, p->len)];
-    while (*pp != p)
-        pp = &(*pp)->next;
-    *pp = p->next;
+    list_remove(&p->chain);
     free(p);
 }
 
@@ -183,19 +155,19 @@ static bool is_idle(const struct conn *c)
 
 void http_limit_phase(struct conn *c)
 {
-    lru_remove(&c->idle_node);
-    lru_remove(&c->peer_node);
+    list_remove(&c->idle_node);
+    list_remove(&c->peer_node);
     if (!is_idle(c))
         return;
-    lru_push(&c->srv->idle, &c->idle_node);
+    list_push_tail(&c->srv->idle, &c->idle_node);
     if (c->peer != NULL)
-        lru_push(&c->peer->idle, &c->peer_node);
+        list_push_tail(&c->peer->idle, &c->peer_node);
 }
 
 void http_limit_forget(struct conn *c)
 {
-    lru_remove(&c->idle_node);
-    lru_remove(&c->peer_node);
+    list_remove(&c->idle_node);
+    list_remove(&c->peer_node);
     peer_detach(c);
 }
 
@@ -204,17 +176,17 @@ void http_limit_forget(struct conn *c)
 static struct conn *choose_victim(struct conn *c, bool *refuse)
 {
     struct http_server *srv = c->srv;
-    struct lru *n = NULL;
+    struct list_node *n = NULL;
     *refuse = false;
     if (c->peer != NULL && c->peer->nconns > srv->cfg.max_connections_per_client) {
-        n = lru_oldest(&c->peer->idle);
+        n = list_first(&c->peer->idle);
         *refuse = n == NULL;
-        return n != NULL ? container_of(n, struct conn, peer_node) : NULL;
+        return n != NULL ? LIST_ENTRY(n, struct conn, peer_node) : NULL;
     }
     if (srv->cfg.max_connections != 0 && srv->nconns > srv->cfg.max_connections) {
-        n = lru_oldest(&srv->idle);
+        n = list_first(&srv->idle);
         *refuse = n == NULL;
-        return n != NULL ? container_of(n, struct conn, idle_node) : NULL;
+        return n != NULL ? LIST_ENTRY(n, struct conn, idle_node) : NULL;
     }
     return NULL;
 }

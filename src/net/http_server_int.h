@@ -1,8 +1,10 @@
 #ifndef PDS_NET_HTTP_SERVER_INT_H
 #define PDS_NET_HTTP_SERVER_INT_H
 
-/* Shared only by the files of the HTTP server module: http_server.c (connections and the
- * parser), http_conn_limit.c (who is admitted when the server is full) and
+/* Shared only by the files of the HTTP server module: http_server.c (connection lifecycle:
+ * accept, timers, reading, close, drain, free, metrics), http_parse.c (the http-parser
+ * glue: callbacks, framing checks, dispatch), http_response.c (building and writing
+ * responses), http_conn_limit.c (who is admitted when the server is full) and
  * http_exchange.c (the request accessors). Nothing outside src/net/http_*.c includes it. */
 
 #include <http_parser.h>
@@ -13,11 +15,13 @@
 
 #include "pdstrace/buf.h"
 #include "pdstrace/http_server.h"
+#include "pdstrace/list.h"
 
 /* One read's worth of bytes; also the ceiling on bytes held back while a request is being
  * handled, so a client that floods us is simply not read any more. */
 #define READ_BUF_SIZE  65536
 #define REQUEST_ID_MAX 128
+#define MAX_HEADERS    100 /* request headers, trailers not counted */
 
 enum conn_phase {
     PHASE_WAIT,     /* accepted, nothing received yet: header timeout */
@@ -31,19 +35,13 @@ enum conn_phase {
 
 enum header_state { HS_NONE, HS_FIELD, HS_VALUE };
 
-/* An intrusive doubly linked list node; a list is a sentinel node. Unlinked nodes have
- * NULL pointers, so removing one twice is harmless. */
-struct lru {
-    struct lru *prev, *next;
-};
-
 /* The connections of one client address (http_conn_limit.c). */
 struct http_peer;
 
 struct http_peer_table {
-    struct http_peer **buckets; /* NULL when there is no per-address cap */
-    size_t mask;                /* buckets - 1; a power of two */
-    uint64_t seed;              /* random, so that addresses cannot be chosen to collide */
+    struct list_node *buckets; /* lists of struct http_peer; NULL without a per-address cap */
+    size_t mask;               /* buckets - 1; a power of two */
+    uint64_t seed;             /* random, so that addresses cannot be chosen to collide */
 };
 
 struct http_server {
@@ -51,8 +49,8 @@ struct http_server {
     struct http_server_config cfg;
     uv_tcp_t listener;
     uv_timer_t drain_timer;
-    struct conn *conns;
-    struct lru idle; /* idle connections, least recently active first */
+    struct list_node conns; /* every open connection, newest first */
+    struct list_node idle;  /* idle connections, least recently active first */
     struct http_peer_table peers;
     unsigned nconns;
     unsigned in_flight;
@@ -72,10 +70,10 @@ struct http_server {
 
 struct conn {
     struct http_server *srv;
-    struct conn *prev, *next;
-    struct lru idle_node;   /* in srv->idle while idle */
-    struct lru peer_node;   /* in peer's idle list while idle */
-    struct http_peer *peer; /* NULL without a per-address cap */
+    struct list_node link;      /* in srv->conns until it closes */
+    struct list_node idle_node; /* in srv->idle while idle */
+    struct list_node peer_node; /* in peer's idle list while idle */
+    struct http_peer *peer;     /* NULL without a per-address cap */
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_shutdown_t shutdown;
@@ -119,15 +117,59 @@ struct http_exchange {
     char request_id[REQUEST_ID_MAX + 1];
 };
 
-/* Closes c at once, without an answer (http_server.c). */
+/* ---- connection lifecycle (http_server.c) ---- */
+
+/* Closes c at once, without an answer. */
 void http_conn_close(struct conn *c);
 
+/* Closes c at once with a reset (SO_LINGER 0), for http_exchange_abort. */
+void http_conn_reset(struct conn *c);
+
+/* Enters phase: re-arms the connection timer and updates the idle lists. */
+void http_conn_set_phase(struct conn *c, enum conn_phase phase);
+
+/* Continues after the final response of c->cur is written: lingers or reads the next. */
+void http_conn_answered(struct conn *c);
+
+/* A new exchange on c holding the connection's reference, or NULL without memory. */
+struct http_exchange *http_exchange_new(struct conn *c);
+
+/* Drops one reference to x, freeing it (and its hold on the connection) at the last. */
+void http_exchange_unref(struct http_exchange *x);
+
+/* Counts a response in the server's metrics as it is handed to the socket. */
+void http_server_count_response(const struct http_exchange *x, int status);
+
+/* ---- parser glue (http_parse.c); the only file that calls http_parser_* ---- */
+
+/* Sets up c's parser for its first request. */
+void http_parse_init(struct conn *c);
+
+/* Makes sure http-parser's process-wide header limit is no tighter than max_header_bytes. */
+void http_parse_raise_limit(size_t max_header_bytes);
+
+/* Un-pauses c's parser after a response, ready for the next pipelined request. */
+void http_parse_next(struct conn *c);
+
+/* Parses bytes that are ours, then answers a bad request, sends 100 Continue or dispatches. */
+void http_conn_feed(struct conn *c, const char *data, size_t n);
+
+/* ---- responses (http_response.c) ---- */
+
+/* Answers a request that never reached a handler (400, 408, 413, 431, 500) and closes. */
+void http_conn_fail(struct conn *c, int status, const char *code, const char *msg);
+
+/* Queues the interim "100 Continue"; on failure c gets a 500 and closes. */
+void http_conn_send_continue(struct conn *c);
+
+/* ---- request accessors (http_exchange.c) and connection limits (http_conn_limit.c) ---- */
+
 /* How many request headers are named name (case-insensitively); *first gets the first
- * value, or NULL (http_exchange.c). */
+ * value, or NULL. */
 unsigned http_exchange_header_count(const struct http_exchange *x, const char *name,
                                     const char **first);
 
-/* The connection limits (http_conn_limit.c). init returns 0 or UV_ENOMEM; free releases
+/* The connection limits. init returns 0 or UV_ENOMEM; free releases
  * the table once every connection has gone. */
 int http_limit_init(struct http_server *srv);
 void http_limit_free(struct http_server *srv);

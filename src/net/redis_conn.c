@@ -15,6 +15,7 @@
 #include <hiredis/adapters/libuv.h>
 
 #include "pdstrace/err.h"
+#include "pdstrace/list.h"
 #include "pdstrace/log.h"
 #include "pdstrace/macros.h"
 #include "pdstrace/url.h"
@@ -32,7 +33,7 @@ enum cmd_kind {
 };
 
 struct redis_cmd {
-    struct redis_cmd *next;
+    struct list_node link; /* in rc->cmds from the send until its reply */
     struct redis_conn *rc;
     enum cmd_kind kind;
     redis_conn_cb *cb;
@@ -58,8 +59,8 @@ struct redis_conn {
     uv_timer_t command_timer;        /* deadline of the oldest pending command */
     uv_timer_t ping_timer;           /* heartbeat while connected */
     uv_timer_t retry_timer;          /* backoff before the next attempt */
-    struct redis_cmd *head;          /* sent, unanswered, in reply order */
-    struct redis_cmd *tail;
+    /* sent and unanswered, in reply order: the first is the oldest */
+    struct list_node cmds;
     unsigned npending;   /* user commands in the FIFO */
     int fail_status;     /* status for NULL replies while we drop the context */
     int handshake_left;  /* AUTH/SELECT replies still expected */
@@ -216,18 +217,18 @@ int redis_url_parse(const char *url, struct redis_url *out)
 
 /* ---- the command FIFO and its deadline ---- */
 
+/* The command sent first and not yet answered, or NULL. */
+static struct redis_cmd *oldest(const struct redis_conn *rc)
+{
+    struct list_node *n = list_first(&rc->cmds);
+    return n != NULL ? LIST_ENTRY(n, struct redis_cmd, link) : NULL;
+}
+
 static void unlink_cmd(struct redis_conn *rc, struct redis_cmd *cmd)
 {
-    struct redis_cmd **pp = &rc->head, *prev = NULL;
-    while (*pp != NULL && *pp != cmd) {
-        prev = *pp;
-        pp = &(*pp)->next;
-    }
-    if (*pp == NULL)
+    if (!list_is_linked(&cmd->link))
         return;
-    *pp = cmd->next;
-    if (rc->tail == cmd)
-        rc->tail = prev;
+    list_remove(&cmd->link);
     if (cmd->kind == CMD_USER)
         rc->npending--;
 }
@@ -239,12 +240,13 @@ static void arm_command_timer(struct redis_conn *rc)
 {
     if (rc->closing)
         return;
-    if (rc->head == NULL || rc->ac == NULL) {
+    struct redis_cmd *first = oldest(rc);
+    if (first == NULL || rc->ac == NULL) {
         uv_timer_stop(&rc->command_timer);
         return;
     }
     uint64_t now = uv_now(rc->loop);
-    uint64_t due = rc->head->sent_ms + rc->command_timeout_ms;
+    uint64_t due = first->sent_ms + rc->command_timeout_ms;
     uv_timer_start(&rc->command_timer, on_command_timeout, due > now ? due - now : 0, 0);
 }
 
@@ -284,14 +286,10 @@ static int send_formatted(struct redis_conn *rc, struct redis_cmd *cmd, const ch
         free(cmd);
         return going ? ERR_UNAVAILABLE : UV_ENOMEM;
     }
-    if (rc->tail != NULL)
-        rc->tail->next = cmd;
-    else
-        rc->head = cmd;
-    rc->tail = cmd;
+    list_push_tail(&rc->cmds, &cmd->link);
     if (cmd->kind == CMD_USER)
         rc->npending++;
-    if (rc->head == cmd)
+    if (oldest(rc) == cmd)
         arm_command_timer(rc);
     return 0;
 }
@@ -305,6 +303,7 @@ static int send_cmd(struct redis_conn *rc, enum cmd_kind kind, redis_conn_cb *cb
     struct redis_cmd *cmd = calloc(1, sizeof(*cmd));
     int err = UV_ENOMEM;
     if (cmd != NULL) {
+        list_init(&cmd->link);
         cmd->kind = kind;
         cmd->cb = cb;
         cmd->arg = arg;
@@ -555,9 +554,10 @@ static void on_connect_timeout(uv_timer_t *t)
 static void on_command_timeout(uv_timer_t *t)
 {
     struct redis_conn *rc = container_of(t, struct redis_conn, command_timer);
-    if (rc->head == NULL)
+    struct redis_cmd *first = oldest(rc);
+    if (first == NULL)
         return;
-    if (uv_now(rc->loop) - rc->head->sent_ms < rc->command_timeout_ms) {
+    if (uv_now(rc->loop) - first->sent_ms < rc->command_timeout_ms) {
         arm_command_timer(rc);
         return;
     }
@@ -571,7 +571,7 @@ static void on_command_timeout(uv_timer_t *t)
 static void on_ping(uv_timer_t *t)
 {
     struct redis_conn *rc = container_of(t, struct redis_conn, ping_timer);
-    if (rc->state != REDIS_CONN_CONNECTED || rc->ac == NULL || rc->head != NULL)
+    if (rc->state != REDIS_CONN_CONNECTED || rc->ac == NULL || !list_is_empty(&rc->cmds))
         return;
     char *buf = NULL;
     int len = redisFormatCommand(&buf, "PING");
@@ -731,6 +731,7 @@ int redis_conn_new(struct redis_conn **out, uv_loop_t *loop, const struct redis_
         return UV_ENOMEM;
     rc->loop = loop;
     rc->url = url;
+    list_init(&rc->cmds);
     apply_config(rc, cfg);
     rc->seed = (uv_hrtime() ^ (uint64_t)(uintptr_t)rc) | 1;
     uv_timer_t *t[REDIS_TIMER_COUNT];

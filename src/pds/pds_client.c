@@ -6,15 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pdstrace/buf.h"
-#include "pdstrace/crypto.h"
 #include "pdstrace/err.h"
 #include "pdstrace/http_client.h"
 #include "pdstrace/log.h"
-#include "pdstrace/metrics.h"
 #include "pdstrace/macros.h"
+#include "pdstrace/metrics.h"
 #include "pdstrace/ratelimit.h"
 #include "pdstrace/token.h"
+#include "pds_client_int.h"
 
 /* The scheduling (one queue, one timer, one token bucket) is described in
  * docs/internals/pds_client.md. */
@@ -22,41 +21,8 @@
 #define DEFAULT_BACKOFF_BASE_MS 200u
 #define DEFAULT_BACKOFF_MAX_MS  10000u
 #define DEFAULT_MAX_QUEUE       100000u
-#define RETRY_AFTER_MAX_S       60L
-#define MAX_CORRELATION_LEN     128
-#define MAX_ODS_LEN             64
-#define MAX_QUERY_LEN           4096
-#define MAX_TOKEN_LEN           8192
+#define MAX_BASE_URL_LEN        2048
 #define MAX_RESPONSE_BYTES      (1024u * 1024u)
-#define NS_PER_MS               1000000ull
-
-enum pds_op { PDS_SEARCH, PDS_RETRIEVE };
-
-/* What one attempt's answer means for the request. */
-enum verdict { VERDICT_DONE, VERDICT_RETRY, VERDICT_REAUTH };
-
-struct pds_request {
-    struct pds_client *pc; /* NULL once pds_client_free has answered it */
-    struct pds_request *prev, *next;
-    enum pds_op op;
-    char *url;
-    char correlation_id[MAX_CORRELATION_LEN + 1];
-    char request_id[CRYPTO_UUID_SIZE]; /* the same on every attempt: PDS de-duplicates */
-    char *token;                       /* bearer token of the attempt in flight */
-    unsigned counted;                  /* attempts that count against max_attempts */
-    bool auth_retried;
-    uint64_t due_ns;      /* while backing off: when it may queue again */
-    uint64_t deadline_ns; /* the caller's deadline (uv_hrtime); 0: none */
-    pds_gone_fn *gone;    /* NULL, or true once nobody waits for the answer */
-    pds_cb *cb;
-    void *arg;
-    struct pds_response res;
-};
-
-struct pds_list {
-    struct pds_request *head, *tail;
-    unsigned n;
-};
 
 /* The argument of a token_get in flight; pc is cleared when the client goes first. */
 struct pds_token_wait {
@@ -72,9 +38,8 @@ struct pds_client {
     char *ods_code;
     struct ratelimit rl;
     uv_timer_t timer;
-    struct pds_list queue;   /* waiting for the rate limit or the concurrency cap */
-    struct pds_list backoff; /* waiting for their retry time */
-    struct pds_list sent;    /* attempts in flight */
+    struct list_node lists[PDS_LISTS]; /* by enum pds_where */
+    unsigned counts[PDS_LISTS];        /* requests on each list: the caps read them */
     struct pds_token_wait *token_wait;
     bool closing;
 };
@@ -83,57 +48,37 @@ static void pump(struct pds_client *pc);
 
 /* ---- lists ---- */
 
-static void list_push_tail(struct pds_list *l, struct pds_request *r)
+/* Moves r to the front or back of list w, or off every list with PDS_NOWHERE. Every move
+ * goes through here, so that the counts the caps read stay true. */
+static void place(struct pds_request *r, enum pds_where w, bool front)
 {
-    r->next = NULL;
-    r->prev = l->tail;
-    if (l->tail != NULL)
-        l->tail->next = r;
+    struct pds_client *pc = r->pc;
+    if (r->where != PDS_NOWHERE) {
+        list_remove(&r->link);
+        pc->counts[r->where]--;
+    }
+    r->where = w;
+    if (w == PDS_NOWHERE)
+        return;
+    if (front)
+        list_push_head(&pc->lists[w], &r->link);
     else
-        l->head = r;
-    l->tail = r;
-    l->n++;
+        list_push_tail(&pc->lists[w], &r->link);
+    pc->counts[w]++;
 }
 
-static void list_push_head(struct pds_list *l, struct pds_request *r)
+static void take(struct pds_request *r)
 {
-    r->prev = NULL;
-    r->next = l->head;
-    if (l->head != NULL)
-        l->head->prev = r;
-    else
-        l->tail = r;
-    l->head = r;
-    l->n++;
+    place(r, PDS_NOWHERE, false);
 }
 
-static void list_remove(struct pds_list *l, struct pds_request *r)
+static struct pds_request *first(const struct pds_client *pc, enum pds_where w)
 {
-    if (r->prev != NULL)
-        r->prev->next = r->next;
-    else
-        l->head = r->next;
-    if (r->next != NULL)
-        r->next->prev = r->prev;
-    else
-        l->tail = r->prev;
-    r->prev = r->next = NULL;
-    l->n--;
+    struct list_node *node = list_first(&pc->lists[w]);
+    return node != NULL ? LIST_ENTRY(node, struct pds_request, link) : NULL;
 }
 
 /* ---- completion ---- */
-
-static void request_free(struct pds_request *r)
-{
-    free(r->url);
-    free(r->token);
-    free(r);
-}
-
-static const char *op_name(const struct pds_request *r)
-{
-    return r->op == PDS_SEARCH ? "search" : "retrieve";
-}
 
 /* The request is on no list any more. The callback may start requests or free the
  * client; the client's memory outlives this call either way (it goes in a close cb). */
@@ -141,209 +86,131 @@ static void complete(struct pds_request *r, int status)
 {
     if (status != 0 && status != UV_ECANCELED)
         log_event(LOG_LEVEL_INFO, r->request_id, "pds request failed",
-                  json_pack("{s:s,s:s,s:I,s:i}", "op", op_name(r), "error", err_name(status),
-                            "http_status", (json_int_t)r->res.http_status, "attempts",
-                            (int)r->res.attempts));
+                  json_pack("{s:s,s:s,s:I,s:i}", "op", pds_request_op_name(r), "error",
+                            err_name(status), "http_status", (json_int_t)r->res.http_status,
+                            "attempts", (int)r->res.attempts));
     r->cb(status, status == UV_ECANCELED ? NULL : &r->res, r->arg);
-    request_free(r);
+    pds_request_free(r);
 }
 
-/* Fails every queued request; new ones queued by the callbacks stay queued. */
-static void fail_queue(struct pds_client *pc, int status)
-{
-    struct pds_list l = pc->queue;
-    memset(&pc->queue, 0, sizeof(pc->queue));
-    while (l.head != NULL) {
-        struct pds_request *r = l.head;
-        list_remove(&l, r);
-        complete(r, status);
-    }
-}
-
-/* ---- retries ---- */
-
-static bool is_retryable_status(long s)
-{
-    return s == 408 || s == 429 || s == 500 || s == 502 || s == 503 || s == 504;
-}
-
-/* Retry-After in delta-seconds; the HTTP-date form is ignored in favour of our backoff. */
-static bool parse_retry_after(const char *v, long *secs)
-{
-    char *end = NULL;
-    if (v == NULL || *v < '0' || *v > '9')
-        return false;
-    long n = strtol(v, &end, 10);
-    if (*end != '\0' || n < 0)
-        return false;
-    *secs = n > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : n;
-    return true;
-}
-
-/* Exponential backoff with "equal jitter": half the delay is fixed so that a server
- * answering 429 is never hammered at once, the other half random so that clients spread. */
-static uint64_t backoff_ms(const struct pds_client *pc, unsigned attempt)
-{
-    unsigned shift = attempt > 1 ? attempt - 1 : 0;
-    uint64_t d = pc->cfg.backoff_base_ms;
-    uint32_t rnd = 0;
-
-    if (shift > 20)
-        shift = 20;
-    d <<= shift;
-    if (d > pc->cfg.backoff_max_ms)
-        d = pc->cfg.backoff_max_ms;
-    if (crypto_random(&rnd, sizeof(rnd)) != 0)
-        rnd = 0;
-    return d / 2 + (d / 2 > 0 ? rnd % (d / 2 + 1) : 0);
-}
-
-static uint64_t retry_delay_ms(const struct pds_request *r, const struct http_client_response *res)
-{
-    long secs;
-    const char *ra = res != NULL ? http_client_response_header(res, "Retry-After") : NULL;
-    if (parse_retry_after(ra, &secs))
-        return (uint64_t)secs * 1000u;
-    return backoff_ms(r->pc, r->counted);
-}
-
-/* Returns false, having completed r with code, when the retry would fall after the
- * caller's deadline: waiting for it could only end in a timeout. */
-static bool schedule_retry(struct pds_request *r, int code, const struct http_client_response *res)
-{
-    uint64_t delay = retry_delay_ms(r, res);
-    r->due_ns = uv_hrtime() + delay * NS_PER_MS;
-    if (r->deadline_ns != 0 && r->due_ns >= r->deadline_ns) {
-        complete(r, ERR_UPSTREAM_TIMEOUT);
-        return false;
-    }
-    list_push_tail(&r->pc->backoff, r);
-    log_event(LOG_LEVEL_INFO, r->request_id, "pds retry",
-              json_pack("{s:s,s:i,s:I,s:s,s:I}", "op", op_name(r), "attempt", (int)r->res.attempts,
-                        "http_status", (json_int_t)r->res.http_status, "error", err_name(code),
-                        "delay_ms", (json_int_t)delay));
-    return true;
-}
-
-/* Retries go before new requests: they are older, and a trace is waiting on them. */
-static void requeue_due(struct pds_client *pc, uint64_t now)
-{
-    struct pds_request *r = pc->backoff.head;
-    while (r != NULL) {
-        struct pds_request *next = r->next;
-        if (r->due_ns <= now) {
-            list_remove(&pc->backoff, r);
-            list_push_head(&pc->queue, r);
-        }
-        r = next;
-    }
-}
+/* The status a waiting request is to be answered with now, or 0 to leave it waiting. */
+typedef int answer_fn(const struct pds_request *r, uint64_t now, int status);
 
 /* Whether a waiting request should go without being sent: its caller left (then it must
  * not spend the rate budget) or its deadline passed. */
-static int stale_status(const struct pds_request *r, uint64_t now)
+static int stale_status(const struct pds_request *r, uint64_t now, int status)
 {
+    UNUSED(status);
     if (r->gone != NULL && r->gone(r->arg))
         return UV_ECANCELED;
     return r->deadline_ns != 0 && now >= r->deadline_ns ? ERR_UPSTREAM_TIMEOUT : 0;
 }
 
-/* Answers every waiting request whose caller left or whose deadline passed, so that it
- * neither holds a queue place nor delays the live ones behind it. */
-static void expire_list(struct pds_list *l, uint64_t now)
+static int given_status(const struct pds_request *r, uint64_t now, int status)
 {
-    struct pds_list done = {0};
-    for (struct pds_request *r = l->head, *next; r != NULL; r = next) {
-        next = r->next;
-        if (stale_status(r, now) != 0) {
-            list_remove(l, r);
-            list_push_tail(&done, r);
+    UNUSED(r);
+    UNUSED(now);
+    return status;
+}
+
+/* Answers every request of list w that fn gives a status, in order. All of them are taken
+ * off before the first callback runs: a callback may queue new requests, which wait. */
+static void answer_list(struct pds_client *pc, enum pds_where w, answer_fn *fn, int status,
+                        uint64_t now)
+{
+    struct list_node done, *node, *tmp;
+    list_init(&done);
+    LIST_FOREACH_SAFE(node, tmp, &pc->lists[w])
+    {
+        struct pds_request *r = LIST_ENTRY(node, struct pds_request, link);
+        if (fn(r, now, status) != 0) {
+            take(r);
+            list_push_tail(&done, &r->link);
         }
     }
-    /* Completed only now: a callback may queue requests on l. */
-    while (done.head != NULL) {
-        struct pds_request *r = done.head;
-        list_remove(&done, r);
-        complete(r, stale_status(r, now));
+    while ((node = list_first(&done)) != NULL) {
+        struct pds_request *r = LIST_ENTRY(node, struct pds_request, link);
+        list_remove(node);
+        complete(r, fn(r, now, status));
     }
 }
 
-/* The earliest deadline of the waiting requests, or UINT64_MAX. */
-static uint64_t next_deadline(const struct pds_list *l)
+/* Fails every queued request; new ones queued by the callbacks stay queued. */
+static void fail_queue(struct pds_client *pc, int status)
+{
+    answer_list(pc, PDS_QUEUED, given_status, status, uv_hrtime());
+}
+
+/* ---- retries ---- */
+
+/* Completes r with ERR_UPSTREAM_TIMEOUT instead when the retry would fall after the
+ * caller's deadline: waiting for it could only end in a timeout. */
+static void schedule_retry(struct pds_request *r, int code, const struct http_client_response *res)
+{
+    uint64_t delay = pds_retry_delay_ms(&r->pc->cfg, r->counted, res);
+    r->due_ns = uv_hrtime() + delay * PDS_NS_PER_MS;
+    if (r->deadline_ns != 0 && r->due_ns >= r->deadline_ns) {
+        complete(r, ERR_UPSTREAM_TIMEOUT);
+        return;
+    }
+    place(r, PDS_BACKOFF, false);
+    log_event(LOG_LEVEL_INFO, r->request_id, "pds retry",
+              json_pack("{s:s,s:i,s:I,s:s,s:I}", "op", pds_request_op_name(r), "attempt",
+                        (int)r->res.attempts, "http_status", (json_int_t)r->res.http_status,
+                        "error", err_name(code), "delay_ms", (json_int_t)delay));
+}
+
+/* Retries go before new requests: they are older, and a trace is waiting on them. */
+static void requeue_due(struct pds_client *pc, uint64_t now)
+{
+    struct list_node *node, *tmp;
+    LIST_FOREACH_SAFE(node, tmp, &pc->lists[PDS_BACKOFF])
+    {
+        struct pds_request *r = LIST_ENTRY(node, struct pds_request, link);
+        if (r->due_ns <= now)
+            place(r, PDS_QUEUED, true);
+    }
+}
+
+/* The earliest retry time (backoff) or caller's deadline (queue) on list w, or UINT64_MAX. */
+static uint64_t earliest(const struct pds_client *pc, enum pds_where w)
 {
     uint64_t min = UINT64_MAX;
-    for (const struct pds_request *r = l->head; r != NULL; r = r->next)
-        if (r->deadline_ns != 0 && r->deadline_ns < min)
-            min = r->deadline_ns;
+    struct list_node *node, *tmp;
+    LIST_FOREACH_SAFE(node, tmp, &pc->lists[w])
+    {
+        const struct pds_request *r = LIST_ENTRY(node, struct pds_request, link);
+        uint64_t t = w == PDS_BACKOFF ? r->due_ns : r->deadline_ns;
+        if (t != 0 && t < min)
+            min = t;
+    }
     return min;
 }
 
-/* ---- answers ---- */
+/* ---- attempts ---- */
 
-static int parse_body(struct pds_request *r, const struct http_client_response *res)
-{
-    memset(&r->res.result, 0, sizeof(r->res.result));
-    if (res->body_len == 0)
-        return ERR_PARSE;
-    if (r->op == PDS_SEARCH)
-        return fhir_parse_search(res->body, res->body_len, &r->res.result);
-    return fhir_parse_patient(res->body, res->body_len, &r->res.result);
-}
-
-static enum verdict judge_http(struct pds_request *r, const struct http_client_response *res,
-                               int *code)
-{
-    long s = res->status;
-    int perr = parse_body(r, res);
-
-    *code = 0;
-    if (s >= 200 && s < 300) {
-        *code = perr ? ERR_PARSE : 0;
-        return VERDICT_DONE;
-    }
-    /* Retrieve's 404 is an answer (RESOURCE_NOT_FOUND or INVALIDATED_RESOURCE); a 404
-     * without an OperationOutcome means a wrong base URL, which no retry mends. */
-    if (s == 404 && r->op == PDS_RETRIEVE && r->res.result.kind == FHIR_ERROR)
-        return VERDICT_DONE;
-    if (s == 401 && r->pc->tokens != NULL && !r->auth_retried)
-        return VERDICT_REAUTH;
-    if (is_retryable_status(s)) {
-        *code = s == 408 ? ERR_UPSTREAM_TIMEOUT : ERR_UPSTREAM;
-        return VERDICT_RETRY;
-    }
-    *code = s >= 400 && s < 500 ? ERR_UPSTREAM_REJECTED : ERR_UPSTREAM;
-    return VERDICT_DONE;
-}
-
-static enum verdict judge(struct pds_request *r, int status, const struct http_client_response *res,
-                          int *code)
-{
-    r->res.http_status = res != NULL ? res->status : 0;
-    if (status == 0)
-        return judge_http(r, res, code);
-    memset(&r->res.result, 0, sizeof(r->res.result));
-    /* Connection failures and timeouts are worth another try; a body over the ceiling is
-     * not, it would only be as large again, and neither is ERR_UPSTREAM_TLS: a refused
-     * certificate stays refused (http_client has logged it once). */
-    *code = status == ERR_TOO_LARGE ? ERR_UPSTREAM : status;
-    if (status == ERR_UPSTREAM || status == ERR_UPSTREAM_TIMEOUT)
-        return VERDICT_RETRY;
-    return VERDICT_DONE;
-}
+static const struct metrics_family families[] = {
+    {"pdstrace_pds_requests_total", METRICS_COUNTER,
+     "PDS requests by operation and HTTP status (error: none)"},
+    {"pdstrace_pds_request_duration_seconds", METRICS_HISTOGRAM,
+     "PDS request latency by operation"},
+};
 
 /* Every attempt is counted by HTTP status ("error" when none came) and timed, for
  * /metrics (DESIGN.md §3). */
 static void observe_attempt(const struct pds_request *r, const struct http_client_response *res)
 {
+    struct metrics *m = r->pc->cfg.metrics;
+    const char *op = pds_request_op_name(r);
     char labels[64];
     if (res != NULL)
-        snprintf(labels, sizeof(labels), "op=\"%s\",status=\"%ld\"", op_name(r), res->status);
+        snprintf(labels, sizeof(labels), "op=\"%s\",status=\"%ld\"", op, res->status);
     else
-        snprintf(labels, sizeof(labels), "op=\"%s\",status=\"error\"", op_name(r));
-    metrics_inc("pdstrace_pds_requests_total", labels, 1);
+        snprintf(labels, sizeof(labels), "op=\"%s\",status=\"error\"", op);
+    metrics_inc(m, "pdstrace_pds_requests_total", labels, 1);
     if (res != NULL) {
-        snprintf(labels, sizeof(labels), "op=\"%s\"", op_name(r));
-        metrics_observe("pdstrace_pds_request_duration_seconds", labels, res->seconds);
+        snprintf(labels, sizeof(labels), "op=\"%s\"", op);
+        metrics_observe(m, "pdstrace_pds_request_duration_seconds", labels, res->seconds);
     }
 }
 
@@ -354,8 +221,9 @@ static void log_attempt(const struct pds_request *r, int status,
     if (!log_enabled(LOG_LEVEL_DEBUG))
         return;
     log_event(LOG_LEVEL_DEBUG, r->request_id, "pds attempt",
-              json_pack("{s:s,s:i,s:I,s:s,s:f}", "op", op_name(r), "attempt", (int)r->res.attempts,
-                        "http_status", (json_int_t)(res != NULL ? res->status : 0), "result",
+              json_pack("{s:s,s:i,s:I,s:s,s:f}", "op", pds_request_op_name(r), "attempt",
+                        (int)r->res.attempts, "http_status",
+                        (json_int_t)(res != NULL ? res->status : 0), "result",
                         status ? err_name(status) : "answer", "seconds",
                         res != NULL ? res->seconds : 0.0));
 }
@@ -369,9 +237,10 @@ static void reauth(struct pds_request *r)
     r->counted--;
     if (r->token != NULL)
         token_invalidate(pc->tokens, r->token);
-    log_event(LOG_LEVEL_INFO, r->request_id, "pds retry after 401",
-              json_pack("{s:s,s:i}", "op", op_name(r), "attempt", (int)r->res.attempts));
-    list_push_head(&pc->queue, r);
+    log_event(
+        LOG_LEVEL_INFO, r->request_id, "pds retry after 401",
+        json_pack("{s:s,s:i}", "op", pds_request_op_name(r), "attempt", (int)r->res.attempts));
+    place(r, PDS_QUEUED, true);
 }
 
 static void on_http(int status, const struct http_client_response *res, void *arg)
@@ -382,56 +251,20 @@ static void on_http(int status, const struct http_client_response *res, void *ar
 
     if (pc == NULL) {
         /* pds_client_free already answered UV_ECANCELED. */
-        request_free(r);
+        pds_request_free(r);
         return;
     }
-    list_remove(&pc->sent, r);
+    take(r);
     log_attempt(r, status, res);
-    enum verdict v = judge(r, status, res, &code);
-    if (v == VERDICT_REAUTH)
+    enum pds_verdict v = pds_retry_judge(r, status, res, pc->tokens != NULL, &code);
+    if (v == PDS_VERDICT_REAUTH)
         reauth(r);
-    else if (v == VERDICT_RETRY && r->counted < pc->cfg.max_attempts)
+    else if (v == PDS_VERDICT_RETRY && r->counted < pc->cfg.max_attempts)
         schedule_retry(r, code, res);
     else
         complete(r, code);
     if (!pc->closing)
         pump(pc);
-}
-
-/* ---- sending ---- */
-
-struct pds_headers {
-    char request_id[64];
-    char correlation[MAX_CORRELATION_LEN + 32];
-    char ods[MAX_ODS_LEN + 40];
-    struct buf auth;
-    const char *lines[6];
-};
-
-static int build_headers(struct pds_headers *h, const struct pds_request *r,
-                         const struct pds_client *pc)
-{
-    size_t n = 0;
-    h->lines[n++] = "Accept: application/fhir+json";
-    snprintf(h->request_id, sizeof(h->request_id), "X-Request-ID: %s", r->request_id);
-    h->lines[n++] = h->request_id;
-    if (r->correlation_id[0] != '\0') {
-        snprintf(h->correlation, sizeof(h->correlation), "X-Correlation-ID: %s", r->correlation_id);
-        h->lines[n++] = h->correlation;
-    }
-    if (pc->ods_code != NULL) {
-        snprintf(h->ods, sizeof(h->ods), "NHSD-End-User-Organisation-ODS: %s", pc->ods_code);
-        h->lines[n++] = h->ods;
-    }
-    buf_init(&h->auth, MAX_TOKEN_LEN + 32);
-    if (r->token != NULL) {
-        int err = buf_appendf(&h->auth, "Authorization: Bearer %s", r->token);
-        if (err)
-            return err;
-        h->lines[n++] = buf_cstr(&h->auth);
-    }
-    h->lines[n] = NULL;
-    return 0;
 }
 
 /* libcurl re-sends a request by itself when the reused connection it went out on died
@@ -455,16 +288,6 @@ static int on_send(unsigned n, void *arg)
     return 0;
 }
 
-/* An attempt never outlives its caller's deadline: a hung PDS ends the trace on time. */
-static unsigned attempt_timeout_ms(const struct pds_client *pc, const struct pds_request *r)
-{
-    uint64_t now = uv_hrtime();
-    if (r->deadline_ns == 0)
-        return pc->cfg.timeout_ms;
-    uint64_t left = r->deadline_ns > now ? (r->deadline_ns - now) / NS_PER_MS : 0;
-    return left < 1 ? 1 : left < pc->cfg.timeout_ms ? (unsigned)left : pc->cfg.timeout_ms;
-}
-
 static int send_attempt(struct pds_client *pc, struct pds_request *r, const char *token)
 {
     struct pds_headers h;
@@ -472,25 +295,28 @@ static int send_attempt(struct pds_client *pc, struct pds_request *r, const char
     r->token = NULL;
     if (token != NULL && (r->token = strdup(token)) == NULL)
         return UV_ENOMEM;
-    int err = build_headers(&h, r, pc);
-    struct http_client_request req = {.method = "GET",
-                                      .url = r->url,
-                                      .headers = h.lines,
-                                      .timeout_ms = attempt_timeout_ms(pc, r),
-                                      .max_response_bytes = MAX_RESPONSE_BYTES,
-                                      .tls = &pc->cfg.tls,
-                                      .on_send = on_send,
-                                      .send_arg = r};
+    int err = pds_request_headers(&h, r, pc->ods_code);
+    struct http_client_request req = {
+        .method = "GET",
+        .url = r->url,
+        .headers = h.lines,
+        .timeout_ms = pds_retry_attempt_timeout_ms(pc->cfg.timeout_ms, r->deadline_ns, uv_hrtime()),
+        .max_response_bytes = MAX_RESPONSE_BYTES,
+        .tls = &pc->cfg.tls,
+        .on_send = on_send,
+        .send_arg = r};
     if (!err)
         err = http_client_request(pc->http, &req, on_http, r);
-    buf_free(&h.auth);
+    pds_request_headers_free(&h);
     if (err)
         return err;
     r->res.attempts++;
     r->counted++;
-    list_push_tail(&pc->sent, r);
+    place(r, PDS_SENT, false);
     return 0;
 }
+
+/* ---- tokens ---- */
 
 static void on_token(int status, const char *token, void *arg)
 {
@@ -540,19 +366,18 @@ static void on_timer(uv_timer_t *t)
     pump(container_of(t, struct pds_client, timer));
 }
 
-/* One timer for the whole client: the earlier of the next rate-limit token (when a
- * request is waiting for one) and the first retry that falls due. */
+/* One timer for the whole client: the earliest of the next rate-limit token (when a
+ * request is waiting for one), the first retry that falls due and the first deadline of a
+ * queued request. */
 static void arm(struct pds_client *pc, uint64_t rate_wait_ns, uint64_t now)
 {
     uint64_t wait = rate_wait_ns ? rate_wait_ns : UINT64_MAX;
-    for (struct pds_request *r = pc->backoff.head; r != NULL; r = r->next) {
-        uint64_t d = r->due_ns > now ? r->due_ns - now : 0;
-        if (d < wait)
-            wait = d;
-    }
-    uint64_t deadline = next_deadline(&pc->queue);
-    if (deadline != UINT64_MAX) {
-        uint64_t d = deadline > now ? deadline - now : 0;
+    uint64_t at = earliest(pc, PDS_BACKOFF);
+    uint64_t deadline = earliest(pc, PDS_QUEUED);
+    if (deadline < at)
+        at = deadline;
+    if (at != UINT64_MAX) {
+        uint64_t d = at > now ? at - now : 0;
         if (d < wait)
             wait = d;
     }
@@ -562,7 +387,7 @@ static void arm(struct pds_client *pc, uint64_t rate_wait_ns, uint64_t now)
     }
     /* Round up: a timer a hair early would only find the token missing and re-arm. */
     uv_update_time(pc->loop);
-    uv_timer_start(&pc->timer, on_timer, (wait + NS_PER_MS - 1) / NS_PER_MS, 0);
+    uv_timer_start(&pc->timer, on_timer, (wait + PDS_NS_PER_MS - 1) / PDS_NS_PER_MS, 0);
 }
 
 static void pump(struct pds_client *pc)
@@ -571,23 +396,24 @@ static void pump(struct pds_client *pc)
     uint64_t wait_ns = 0;
     const char *token;
 
-    expire_list(&pc->backoff, now);
-    expire_list(&pc->queue, now);
+    answer_list(pc, PDS_BACKOFF, stale_status, 0, now);
+    answer_list(pc, PDS_QUEUED, stale_status, 0, now);
     requeue_due(pc, now);
-    while (!pc->closing && pc->queue.head != NULL && pc->sent.n < pc->cfg.concurrency) {
+    while (!pc->closing && pc->counts[PDS_QUEUED] > 0 &&
+           pc->counts[PDS_SENT] < pc->cfg.concurrency) {
         if (!auth_ready(pc, &token))
             break;
-        struct pds_request *r = pc->queue.head;
-        int stale = stale_status(r, now);
+        struct pds_request *r = first(pc, PDS_QUEUED);
+        int stale = stale_status(r, now, 0);
         if (stale != 0) {
-            list_remove(&pc->queue, r);
+            take(r);
             complete(r, stale);
             continue;
         }
         wait_ns = ratelimit_take(&pc->rl, now);
         if (wait_ns)
             break;
-        list_remove(&pc->queue, r);
+        take(r);
         int err = send_attempt(pc, r, token);
         if (err)
             complete(r, err);
@@ -603,17 +429,7 @@ static void kick(struct pds_client *pc)
     uv_timer_start(&pc->timer, on_timer, 0, 0);
 }
 
-/* ---- public ---- */
-
-static bool is_printable(const char *s, size_t max)
-{
-    size_t n = 0;
-    for (; s[n] != '\0'; n++) {
-        if ((unsigned char)s[n] <= 0x20 || (unsigned char)s[n] >= 0x7f || n >= max)
-            return false;
-    }
-    return true;
-}
+/* ---- lifetime ---- */
 
 static int check_config(const struct pds_client_config *cfg)
 {
@@ -621,9 +437,9 @@ static int check_config(const struct pds_client_config *cfg)
         return ERR_CONFIG;
     if (!(cfg->rate > 0) || cfg->concurrency == 0 || cfg->max_attempts == 0)
         return ERR_CONFIG;
-    if (cfg->ods_code != NULL && !is_printable(cfg->ods_code, MAX_ODS_LEN))
+    if (cfg->ods_code != NULL && !pds_request_is_printable(cfg->ods_code, PDS_MAX_ODS_LEN))
         return ERR_CONFIG;
-    return is_printable(cfg->base_url, 2048) ? 0 : ERR_CONFIG;
+    return pds_request_is_printable(cfg->base_url, MAX_BASE_URL_LEN) ? 0 : ERR_CONFIG;
 }
 
 static void apply_defaults(struct pds_client_config *c)
@@ -636,20 +452,37 @@ static void apply_defaults(struct pds_client_config *c)
         c->max_queue = DEFAULT_MAX_QUEUE;
 }
 
-static int copy_strings(struct pds_client *pc, const struct pds_client_config *cfg)
+static void client_free(struct pds_client *pc)
 {
+    free(pc->base_url);
+    free(pc->ods_code);
+    free(pc);
+}
+
+/* A client with its own copy of cfg (the base URL without trailing slashes), its lists
+ * empty; NULL when out of memory. */
+static struct pds_client *client_alloc(const struct pds_client_config *cfg)
+{
+    struct pds_client *pc = calloc(1, sizeof(*pc));
     size_t n = strlen(cfg->base_url);
+    bool ods = cfg->ods_code != NULL && cfg->ods_code[0] != '\0';
+    if (pc == NULL)
+        return NULL;
     while (n > 0 && cfg->base_url[n - 1] == '/')
         n--;
     pc->base_url = strndup(cfg->base_url, n);
-    if (pc->base_url == NULL)
-        return UV_ENOMEM;
-    if (cfg->ods_code != NULL && cfg->ods_code[0] != '\0') {
-        pc->ods_code = strdup(cfg->ods_code);
-        if (pc->ods_code == NULL)
-            return UV_ENOMEM;
+    pc->ods_code = ods ? strdup(cfg->ods_code) : NULL;
+    if (pc->base_url == NULL || (ods && pc->ods_code == NULL)) {
+        client_free(pc);
+        return NULL;
     }
-    return 0;
+    pc->cfg = *cfg;
+    pc->cfg.base_url = pc->base_url;
+    pc->cfg.ods_code = pc->ods_code;
+    apply_defaults(&pc->cfg);
+    for (size_t i = 0; i < PDS_LISTS; i++)
+        list_init(&pc->lists[i]);
+    return pc;
 }
 
 int pds_client_new(struct pds_client **out, uv_loop_t *loop, struct http_client *http,
@@ -658,24 +491,13 @@ int pds_client_new(struct pds_client **out, uv_loop_t *loop, struct http_client 
     if (out == NULL || loop == NULL || http == NULL)
         return ERR_INVALID_INPUT;
     int err = check_config(cfg);
-    if (err)
-        return err;
-    struct pds_client *pc = calloc(1, sizeof(*pc));
+    err = err ? err : metrics_declare(cfg->metrics, families, ARRAY_SIZE(families));
+    struct pds_client *pc = err ? NULL : client_alloc(cfg);
     if (pc == NULL)
-        return UV_ENOMEM;
-    err = copy_strings(pc, cfg);
-    if (err) {
-        free(pc->base_url);
-        free(pc);
-        return err;
-    }
+        return err ? err : UV_ENOMEM;
     pc->loop = loop;
     pc->http = http;
     pc->tokens = tokens;
-    pc->cfg = *cfg;
-    pc->cfg.base_url = pc->base_url;
-    pc->cfg.ods_code = pc->ods_code;
-    apply_defaults(&pc->cfg);
     /* Burst 1: no two requests closer than 1/rate, whatever PDS's window looks like. */
     ratelimit_init(&pc->rl, cfg->rate, 1, uv_hrtime());
     uv_timer_init(loop, &pc->timer);
@@ -685,28 +507,16 @@ int pds_client_new(struct pds_client **out, uv_loop_t *loop, struct http_client 
 
 static void on_close(uv_handle_t *h)
 {
-    struct pds_client *pc = container_of((uv_timer_t *)h, struct pds_client, timer);
-    free(pc->base_url);
-    free(pc->ods_code);
-    free(pc);
-}
-
-static void cancel_list(struct pds_list *l)
-{
-    while (l->head != NULL) {
-        struct pds_request *r = l->head;
-        list_remove(l, r);
-        complete(r, UV_ECANCELED);
-    }
+    client_free(container_of((uv_timer_t *)h, struct pds_client, timer));
 }
 
 /* Transfers cannot be cancelled one by one: answer now, and let on_http free the request
  * when the http client reports it (it cancels its transfers when the app frees it). */
-static void cancel_sent(struct pds_list *l)
+static void cancel_sent(struct pds_client *pc)
 {
-    while (l->head != NULL) {
-        struct pds_request *r = l->head;
-        list_remove(l, r);
+    struct pds_request *r;
+    while ((r = first(pc, PDS_SENT)) != NULL) {
+        take(r);
         r->pc = NULL;
         r->cb(UV_ECANCELED, NULL, r->arg);
     }
@@ -722,34 +532,13 @@ void pds_client_free(struct pds_client *pc)
         pc->token_wait->pc = NULL;
         pc->token_wait = NULL;
     }
-    cancel_list(&pc->queue);
-    cancel_list(&pc->backoff);
-    cancel_sent(&pc->sent);
+    answer_list(pc, PDS_QUEUED, given_status, UV_ECANCELED, 0);
+    answer_list(pc, PDS_BACKOFF, given_status, UV_ECANCELED, 0);
+    cancel_sent(pc);
     uv_close((uv_handle_t *)&pc->timer, on_close);
 }
 
-static int enqueue(struct pds_client *pc, enum pds_op op, char *url, const struct pds_call *call,
-                   pds_cb *cb, void *arg)
-{
-    struct pds_request *r = calloc(1, sizeof(*r));
-    if (r == NULL) {
-        free(url);
-        return UV_ENOMEM;
-    }
-    r->pc = pc;
-    r->op = op;
-    r->url = url;
-    r->cb = cb;
-    r->arg = arg;
-    if (call != NULL && call->correlation_id != NULL)
-        snprintf(r->correlation_id, sizeof(r->correlation_id), "%s", call->correlation_id);
-    r->deadline_ns = call != NULL ? call->deadline_ns : 0;
-    r->gone = call != NULL ? call->gone : NULL;
-    crypto_uuid4(r->request_id);
-    list_push_tail(&pc->queue, r);
-    kick(pc);
-    return 0;
-}
+/* ---- requests ---- */
 
 static int check_call(struct pds_client *pc, const struct pds_call *call, pds_cb *cb)
 {
@@ -758,59 +547,36 @@ static int check_call(struct pds_client *pc, const struct pds_call *call, pds_cb
         return ERR_INVALID_INPUT;
     if (pc->closing)
         return UV_ECANCELED;
-    if (correlation_id != NULL && !is_printable(correlation_id, MAX_CORRELATION_LEN))
+    if (correlation_id != NULL &&
+        !pds_request_is_printable(correlation_id, PDS_MAX_CORRELATION_LEN))
         return ERR_INVALID_INPUT;
-    return pc->queue.n >= pc->cfg.max_queue ? ERR_RATE_LIMITED : 0;
+    return pc->counts[PDS_QUEUED] >= pc->cfg.max_queue ? ERR_RATE_LIMITED : 0;
 }
 
-/* A query is already percent-encoded: anything that would break the request line or
- * smuggle a fragment is refused. */
-static bool is_query(const char *q)
+/* A search (what: the query) or a retrieve (what: the NHS number), queued. */
+static int submit(struct pds_client *pc, enum pds_op op, const char *what,
+                  const struct pds_call *call, pds_cb *cb, void *arg)
 {
-    return is_printable(q, MAX_QUERY_LEN) && strchr(q, '#') == NULL;
+    char *url = NULL;
+    int err = check_call(pc, call, cb);
+    err = err ? err : pds_request_url(&url, op, pc->base_url, what);
+    struct pds_request *r = err ? NULL : pds_request_new(op, url, call, cb, arg);
+    if (r == NULL)
+        return err ? err : UV_ENOMEM;
+    r->pc = pc;
+    place(r, PDS_QUEUED, false);
+    kick(pc);
+    return 0;
 }
 
 int pds_client_search(struct pds_client *pc, const char *query, const struct pds_call *call,
                       pds_cb *cb, void *arg)
 {
-    int err = check_call(pc, call, cb);
-    if (err)
-        return err;
-    if (query == NULL || !is_query(query))
-        return ERR_INVALID_INPUT;
-    struct buf url;
-    buf_init(&url, MAX_QUERY_LEN + strlen(pc->base_url) + 64);
-    err = buf_appendf(&url, "%s/Patient?%s%s_max-results=1", pc->base_url, query,
-                      query[0] != '\0' ? "&" : "");
-    if (err) {
-        buf_free(&url);
-        return err;
-    }
-    return enqueue(pc, PDS_SEARCH, buf_steal(&url), call, cb, arg);
-}
-
-static bool is_nhs_number(const char *s)
-{
-    size_t n = 0;
-    while (s[n] >= '0' && s[n] <= '9')
-        n++;
-    return n == 10 && s[n] == '\0';
+    return submit(pc, PDS_SEARCH, query, call, cb, arg);
 }
 
 int pds_client_retrieve(struct pds_client *pc, const char *nhs_number, const struct pds_call *call,
                         pds_cb *cb, void *arg)
 {
-    int err = check_call(pc, call, cb);
-    if (err)
-        return err;
-    if (nhs_number == NULL || !is_nhs_number(nhs_number))
-        return ERR_INVALID_INPUT;
-    struct buf url;
-    buf_init(&url, strlen(pc->base_url) + 64);
-    err = buf_appendf(&url, "%s/Patient/%s", pc->base_url, nhs_number);
-    if (err) {
-        buf_free(&url);
-        return err;
-    }
-    return enqueue(pc, PDS_RETRIEVE, buf_steal(&url), call, cb, arg);
+    return submit(pc, PDS_RETRIEVE, nhs_number, call, cb, arg);
 }

@@ -9,8 +9,10 @@
 #include "pdstrace/crypto.h"
 #include "pdstrace/demographics.h"
 #include "pdstrace/err.h"
+#include "pdstrace/macros.h"
 #include "pdstrace/metrics.h"
 #include "pdstrace/redis_conn.h"
+#include "pdstrace/trace_result.h"
 
 #define KEY_SIZE 160
 
@@ -27,13 +29,22 @@ struct cache {
 struct cache_lookup {
     cache_get_cb *cb;
     void *arg;
+    struct metrics *metrics;
     unsigned char enc_key[CRYPTO_KEY_LEN];
     char key[KEY_SIZE];
+};
+
+static const struct metrics_family families[] = {
+    {"pdstrace_cache_lookups_total", METRICS_COUNTER, "cache lookups by result: hit, miss, error"},
+    {"pdstrace_cache_stores_total", METRICS_COUNTER, "cache stores by result: ok, error"},
 };
 
 int cache_new(struct cache **out, struct redis_conn *redis, const void *secret, size_t secret_len,
               const struct cache_config *cfg)
 {
+    int err = metrics_declare(cfg->metrics, families, ARRAY_SIZE(families));
+    if (err)
+        return err;
     struct cache *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return UV_ENOMEM;
@@ -42,8 +53,8 @@ int cache_new(struct cache **out, struct redis_conn *redis, const void *secret, 
     snprintf(c->prefix, sizeof(c->prefix), "%s", cfg->prefix != NULL ? cfg->prefix : "");
     c->cfg.prefix = c->prefix;
     unsigned char mac_key[CRYPTO_KEY_LEN];
-    int err = crypto_hkdf_sha256(NULL, 0, secret, secret_len, "pds-trace cache key v1", mac_key,
-                                 sizeof(mac_key));
+    err = crypto_hkdf_sha256(NULL, 0, secret, secret_len, "pds-trace cache key v1", mac_key,
+                             sizeof(mac_key));
     if (!err)
         err = crypto_hmac_new(&c->mac, mac_key, sizeof(mac_key));
     OPENSSL_cleanse(mac_key, sizeof(mac_key));
@@ -110,7 +121,7 @@ static void on_get(int status, struct redisReply *reply, void *arg)
         r.steps = 0;
     }
     /* A value that does not open (another secret, tampering) is just a miss. */
-    metrics_inc("pdstrace_cache_lookups_total",
+    metrics_inc(l->metrics, "pdstrace_cache_lookups_total",
                 status == 0               ? "result=\"hit\""
                 : status == ERR_NOT_FOUND ? "result=\"miss\""
                                           : "result=\"error\"",
@@ -127,12 +138,13 @@ int cache_get(struct cache *c, const struct demographics *d, cache_get_cb *cb, v
         return UV_ENOMEM;
     l->cb = cb;
     l->arg = arg;
+    l->metrics = c->cfg.metrics;
     memcpy(l->enc_key, c->enc_key, sizeof(l->enc_key));
     int err = make_key(c, d, l->key);
     if (!err)
         err = redis_conn_command(c->redis, on_get, l, "GET %s", l->key);
     if (err) {
-        metrics_inc("pdstrace_cache_lookups_total", "result=\"error\"", 1);
+        metrics_inc(c->cfg.metrics, "pdstrace_cache_lookups_total", "result=\"error\"", 1);
         OPENSSL_cleanse(l, sizeof(*l));
         free(l);
     }
@@ -141,11 +153,11 @@ int cache_get(struct cache *c, const struct demographics *d, cache_get_cb *cb, v
 
 static void on_set(int status, struct redisReply *reply, void *arg)
 {
-    (void)arg;
+    struct metrics *m = arg;
     if (status != 0 || reply->type == REDIS_REPLY_ERROR)
-        metrics_inc("pdstrace_cache_stores_total", "result=\"error\"", 1);
+        metrics_inc(m, "pdstrace_cache_stores_total", "result=\"error\"", 1);
     else
-        metrics_inc("pdstrace_cache_stores_total", "result=\"ok\"", 1);
+        metrics_inc(m, "pdstrace_cache_stores_total", "result=\"ok\"", 1);
 }
 
 static unsigned ttl_for(const struct cache *c, enum trace_outcome o)
@@ -178,9 +190,9 @@ void cache_put(struct cache *c, const struct demographics *d, const struct trace
     /* The plaintext holds the NHS number: it goes, as on the read path. */
     buf_wipe(&plain);
     if (!err)
-        err = redis_conn_command(c->redis, on_set, NULL, "SET %s %b EX %u", key, buf_cstr(&sealed),
-                                 buf_len(&sealed), ttl);
+        err = redis_conn_command(c->redis, on_set, c->cfg.metrics, "SET %s %b EX %u", key,
+                                 buf_cstr(&sealed), buf_len(&sealed), ttl);
     if (err)
-        metrics_inc("pdstrace_cache_stores_total", "result=\"error\"", 1);
+        metrics_inc(c->cfg.metrics, "pdstrace_cache_stores_total", "result=\"error\"", 1);
     buf_free(&sealed);
 }

@@ -1,8 +1,11 @@
 #include "pdstrace/cascade.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "pdstrace/buf.h"
+#include "pdstrace/demographics.h"
+#include "pdstrace/trace_result.h"
 #include "pdstrace/url.h"
 
 void cascade_init(struct cascade *c, const struct demographics *d,

@@ -10,9 +10,11 @@
 #include "pdstrace/cache.h"
 #include "pdstrace/cascade.h"
 #include "pdstrace/crypto.h"
+#include "pdstrace/demographics.h"
 #include "pdstrace/err.h"
 #include "pdstrace/fhir.h"
 #include "pdstrace/pds_client.h"
+#include "pdstrace/trace_result.h"
 
 struct trace_service {
     struct pds_client *pds;

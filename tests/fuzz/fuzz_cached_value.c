@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "pdstrace/buf.h"
-#include "pdstrace/match.h"
 #include "pdstrace/nhs_number.h"
+#include "pdstrace/trace_result.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);
 
@@ -46,7 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
     buf_init(&b, 4096);
     if (trace_result_encode(&r, &b) != 0)
         __builtin_trap();
-    if (trace_result_decode(b.data, b.len, &again) != 0)
+    if (trace_result_decode(buf_cstr(&b), buf_len(&b), &again) != 0)
         __builtin_trap();
     check_same(&r, &again);
     buf_free(&b);

@@ -120,7 +120,7 @@ static void check_success(const struct demographics *dm)
     require(dm->write_back >= -1 && dm->write_back <= 1);
     require(strlen(dm->purpose) < sizeof dm->purpose && utf8_valid(dm->purpose));
     buf_init(&b, 1 << 16);
-    require(demographics_canonical(dm, &b) == 0 && b.len > 0);
+    require(demographics_canonical(dm, &b) == 0 && buf_len(&b) > 0);
     buf_free(&b);
 }
 

@@ -3,8 +3,6 @@
  * admin API, the request log, population files and shutdown. */
 #include <criterion/criterion.h>
 #include <jansson.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +16,7 @@
 #include "population.h"
 #include "proc.h"
 #include "test_util.h"
+#include "tls_util.h"
 
 #define BASE        "/personal-demographics/FHIR/R4"
 #define CLIENT_ID   "test-client"
@@ -262,26 +261,13 @@ struct keys {
     char pub_path[128];
 };
 
-static bool write_pem(const char *path, EVP_PKEY *pkey, bool private)
-{
-    FILE *f = fopen(path, "w");
-    if (f == NULL)
-        return false;
-    int ok = private ? PEM_write_PrivateKey(f, pkey, NULL, NULL, 0, NULL, NULL)
-                     : PEM_write_PUBKEY(f, pkey);
-    return fclose(f) == 0 && ok == 1;
-}
-
 static struct jwt_key *make_key(const char *name, char pub_path[128])
 {
     char priv[128];
     struct jwt_key *k = NULL;
-    EVP_PKEY *pkey = EVP_RSA_gen(2048);
-    cr_assert_not_null(pkey);
     snprintf(priv, sizeof(priv), "%s/%s-private.pem", dir, name);
     snprintf(pub_path, 128, "%s/%s-public.pem", dir, name);
-    cr_assert(write_pem(priv, pkey, true) && write_pem(pub_path, pkey, false));
-    EVP_PKEY_free(pkey);
+    cr_assert_eq(tls_rsa_pair_write(priv, pub_path, 2048), 0);
     cr_assert_eq(jwt_key_load(&k, priv), 0);
     return k;
 }
@@ -498,6 +484,17 @@ Test(mock_pds_server, rate_limit_answers_429_past_the_limit)
     stop_mock();
 }
 
+/* Sends JANE_SEARCH on a raw connection and returns the socket: resets and hangs show as
+ * what arrives on it, with no HTTP client in between to retry or time out. */
+static int raw_search(unsigned recv_timeout_ms)
+{
+    const char req[] = "GET " JANE_SEARCH " HTTP/1.1\r\nHost: x\r\n\r\n";
+    int fd = tcp_connect(mock.port, recv_timeout_ms);
+    cr_assert_geq(fd, 0);
+    tcp_send(fd, req, sizeof(req) - 1);
+    return fd;
+}
+
 Test(mock_pds_server, reset_next_resets_the_connection)
 {
     struct http_reply r;
@@ -511,10 +508,7 @@ Test(mock_pds_server, reset_next_resets_the_connection)
     cr_assert_eq(fhir_status(JANE_SEARCH), 200);
     /* A raw client sees the connection end with nothing received. */
     admin_put("{\"reset_next\":1}");
-    int fd = tcp_connect(mock.port, 2000);
-    cr_assert_geq(fd, 0);
-    const char req[] = "GET " JANE_SEARCH " HTTP/1.1\r\nHost: x\r\n\r\n";
-    tcp_send(fd, req, sizeof(req) - 1);
+    int fd = raw_search(2000);
     char buf[256];
     cr_assert_leq(tcp_recv_all(fd, buf, sizeof(buf)), 0);
     close(fd);
@@ -548,10 +542,7 @@ Test(mock_pds_server, hang_next_never_answers_and_shutdown_still_exits_0)
 {
     start_mock(NULL);
     admin_put("{\"hang_next\":1}");
-    int fd = tcp_connect(mock.port, 500);
-    cr_assert_geq(fd, 0);
-    const char req[] = "GET " JANE_SEARCH " HTTP/1.1\r\nHost: x\r\n\r\n";
-    tcp_send(fd, req, sizeof(req) - 1);
+    int fd = raw_search(500);
     char buf[256];
     cr_assert_eq(tcp_recv_all(fd, buf, sizeof(buf)), -1, "a hung request was answered: %s", buf);
     cr_assert_eq(fhir_status(JANE_SEARCH), 200, "the next request is served");

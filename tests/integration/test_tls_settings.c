@@ -1,6 +1,7 @@
-/* The TLS settings (pds.* and case.* ca_file, client_cert_file, client_key_file) are
- * checked at start-up: a file that is not usable stops the service with exit status 2 and
- * one line naming the setting; usable ones let it start. */
+/* The TLS settings (pds.* and case.* ca_file, client_cert_file, client_key_file) and the
+ * signed-JWT key (pds.key_file) are checked at start-up: a file that is not usable stops
+ * the service with exit status 2 and one line naming the setting and why; usable ones let
+ * it start. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,9 +43,9 @@ static void teardown(void)
     tls_pki_remove(&pki);
 }
 
-/* Runs `pds-trace serve` with the TLS settings given and checks that it exits 2 with a
- * message that names want (the environment variable and the key). */
-static void expect_exit_2(const char *const tls_env[], const char *want)
+/* Runs `pds-trace serve` with the settings given and checks that it exits 2 with a
+ * message that names want (the environment variable and the key). Returns the log. */
+static char *run_exit_2(const char *const tls_env[], const char *want)
 {
     struct proc p;
     char secret_env[160];
@@ -60,8 +61,13 @@ static void expect_exit_2(const char *const tls_env[], const char *want)
     char *log = proc_log(&p);
     cr_assert_eq(rc, 2, "exit %d: %s", rc, log);
     cr_assert(strstr(log, want) != NULL, "want %s in: %s", want, log);
-    free(log);
     unlink(p.log_path);
+    return log;
+}
+
+static void expect_exit_2(const char *const tls_env[], const char *want)
+{
+    free(run_exit_2(tls_env, want));
 }
 
 static const char *env_kv(char *buf, size_t size, const char *name, const char *value)
@@ -119,4 +125,54 @@ Test(tls_settings, usable_files_start_the_service, .init = setup, .fini = teardo
                          env_kv(d, sizeof(d), "PDS_TRACE_CASE_CA_FILE", pki.ca), NULL};
     cr_assert_eq(stack_start(&st, env), 0, "did not start; see %s", st.svc.log_path);
     stack_stop(&st);
+}
+
+/* ---- pds.key_file: why it cannot sign ---- */
+
+TestSuite(pds_auth_settings, .timeout = 60);
+
+/* Runs the service with signed-JWT auth and key_file, and checks that it exits 2 with one
+ * line "pds-trace: PDS_TRACE_PDS_KEY_FILE (pds.key_file) <key_file>: <why>". */
+static void expect_key_refused(const char *key_file, const char *why)
+{
+    char k[192], line[512];
+    const char *env[] = {"PDS_TRACE_PDS_AUTH=signed-jwt",
+                         "PDS_TRACE_PDS_TOKEN_URL=http://127.0.0.1:9/oauth2/token",
+                         "PDS_TRACE_PDS_CLIENT_ID=test-client",
+                         "PDS_TRACE_PDS_KID=test-kid",
+                         env_kv(k, sizeof(k), "PDS_TRACE_PDS_KEY_FILE", key_file),
+                         NULL};
+    snprintf(line, sizeof(line), "pds-trace: PDS_TRACE_PDS_KEY_FILE (pds.key_file) %s: %s\n",
+             key_file, why);
+    char *log = run_exit_2(env, line);
+    const char *at = strstr(log, line);
+    cr_assert(at == log || at[-1] == '\n', "not a line of its own: %s", log);
+    free(log);
+}
+
+Test(pds_auth_settings, missing_key_file_says_so, .init = setup, .fini = teardown)
+{
+    expect_key_refused("/nonexistent/pds-key.pem", "does not exist");
+}
+
+Test(pds_auth_settings, file_without_a_key_says_so, .init = setup, .fini = teardown)
+{
+    expect_key_refused(junk, "holds no PEM private key");
+}
+
+Test(pds_auth_settings, key_that_is_not_rsa_says_so, .init = setup, .fini = teardown)
+{
+    /* The test PKI's keys are P-256. */
+    expect_key_refused(pki.client_key, "is not an RSA key (RS512 needs one)");
+}
+
+Test(pds_auth_settings, small_rsa_key_says_so, .init = setup, .fini = teardown)
+{
+    char priv[160], pub[160];
+    snprintf(priv, sizeof(priv), "%s/small-key.pem", pki.dir);
+    snprintf(pub, sizeof(pub), "%s/small-pub.pem", pki.dir);
+    cr_assert_eq(tls_rsa_pair_write(priv, pub, 1024), 0);
+    expect_key_refused(priv, "is an RSA key of fewer than 2048 bits");
+    unlink(priv);
+    unlink(pub);
 }

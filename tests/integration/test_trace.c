@@ -57,20 +57,29 @@ static long num(const json_t *j, const char *key)
     return (long)json_integer_value(json_object_get(j, key));
 }
 
+struct redis_keys {
+    redisContext *c;
+    size_t want;
+};
+
+static bool redis_holds_keys(void *arg)
+{
+    struct redis_keys *k = arg;
+    redisReply *r = redisCommand(k->c, "DBSIZE");
+    cr_assert_not_null(r);
+    bool held = (size_t)r->integer >= k->want;
+    freeReplyObject(r);
+    return held;
+}
+
 /* The answer can leave before the cache store reaches Redis: waits for n keys. */
 static void wait_cache_entries(size_t n)
 {
-    redisContext *c = redisConnect("127.0.0.1", st.redis.port);
-    size_t have = 0;
-    for (int i = 0; i < 100 && have < n; i++) {
-        redisReply *r = redisCommand(c, "DBSIZE");
-        have = (size_t)r->integer;
-        freeReplyObject(r);
-        if (have < n)
-            sleep_ms(10);
-    }
-    redisFree(c);
-    cr_assert_geq(have, n, "the cache store never reached Redis");
+    struct redis_keys k = {redisConnect("127.0.0.1", st.redis.port), n};
+    cr_assert(k.c != NULL && k.c->err == 0);
+    bool held = wait_until(redis_holds_keys, &k, 1000);
+    redisFree(k.c);
+    cr_assert(held, "the cache store never reached Redis");
 }
 
 static json_t *pds_requests(void)
@@ -100,6 +109,35 @@ static json_t *fhir_requests(void)
     }
     json_decref(all);
     return out;
+}
+
+static bool pds_saw_fhir_requests(void *arg)
+{
+    json_t *reqs = fhir_requests();
+    bool saw = json_array_size(reqs) >= *(const size_t *)arg;
+    json_decref(reqs);
+    return saw;
+}
+
+/* Waits until the mock PDS has logged n FHIR requests: it logs each one as it arrives,
+ * before any latency or hang, so a trace that got this far is waiting on PDS. */
+static void wait_pds_requests(size_t n)
+{
+    cr_assert(wait_until(pds_saw_fhir_requests, &n, 5000), "PDS never saw %zu FHIR requests", n);
+}
+
+/* Sends a trace over a raw connection, to hang up on it or read the answer later. */
+static int send_trace_raw(const char *body)
+{
+    char req[1024];
+    int n = snprintf(req, sizeof(req),
+                     "POST /v1/trace HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                     STACK_KEY_TRACE, strlen(body), body);
+    int fd = tcp_connect(st.svc.port, 5000);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(tcp_send(fd, req, (size_t)n), 0);
+    return fd;
 }
 
 #define JANE                                                                                       \
@@ -314,7 +352,8 @@ Test(trace, redis_down_still_traces_and_readyz_degrades)
 {
     start(NULL, NULL);
     cr_assert_eq(redis_server_stop(&st.redis), 0);
-    sleep_ms(300);
+    struct http_probe degraded = {st.svc.port, "/readyz", 503};
+    cr_assert(wait_until(http_probe_answers, &degraded, 5000), "Redis stopped, still ready");
     json_t *j = trace_ok(JANE);
     cr_assert_str_eq(str(j, "outcome"), "matched");
     cr_assert_str_eq(str(j, "source"), "pds");
@@ -435,14 +474,9 @@ Test(trace, sigterm_lets_an_in_flight_trace_finish)
 {
     const char *args[] = {"--latency-ms", "400", NULL};
     start(args, NULL);
-    int fd = tcp_connect(st.svc.port, 5000);
-    char req[1024];
-    int n = snprintf(req, sizeof(req),
-                     "POST /v1/trace HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
-                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-                     STACK_KEY_TRACE, strlen(JANE), JANE);
-    tcp_send(fd, req, (size_t)n);
-    sleep_ms(100);
+    int fd = send_trace_raw(JANE);
+    /* The search is at PDS, 400 ms from its answer: SIGTERM lands mid-trace. */
+    wait_pds_requests(1);
     kill(st.svc.pid, SIGTERM);
     static char out[8192];
     cr_assert_gt(tcp_recv_all(fd, out, sizeof(out)), 0);
@@ -467,14 +501,9 @@ Test(trace, readiness_recovers_when_the_token_endpoint_comes_back)
     cr_assert(strstr(r.body, "\"pds_auth\":\"unavailable\"") != NULL, "%s", r.body);
     http_reply_free(&r);
     cr_assert_eq(stack_restart_pds(&st), 0);
-    long status = 0;
-    for (int i = 0; i < 100 && status != 200; i++) {
-        sleep_ms(100);
-        http_do(st.svc.port, "GET", "/readyz", NULL, NULL, &r);
-        status = r.status;
-        http_reply_free(&r);
-    }
-    cr_assert_eq(status, 200, "not ready 10 s after the token endpoint came back");
+    struct http_probe ready = {st.svc.port, "/readyz", 200};
+    cr_assert(wait_until(http_probe_answers, &ready, 10000),
+              "not ready 10 s after the token endpoint came back");
     stack_stop(&st);
 }
 
@@ -484,14 +513,9 @@ Test(trace, drain_deadline_ends_a_hung_trace_and_exits_zero)
     const char *env[] = {"PDS_TRACE_SERVER_DRAIN_MS=500", "PDS_TRACE_PDS_TIMEOUT_MS=60000", NULL};
     start(NULL, env);
     json_decref(stack_pds_admin(&st, "PUT", "/_admin/faults", "{\"hang_next\":1}"));
-    int fd = tcp_connect(st.svc.port, 5000);
-    char req[1024];
-    int n = snprintf(req, sizeof(req),
-                     "POST /v1/trace HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
-                     "Content-Length: %zu\r\n\r\n%s",
-                     STACK_KEY_TRACE, strlen(JANE), JANE);
-    tcp_send(fd, req, (size_t)n);
-    sleep_ms(200);
+    int fd = send_trace_raw(JANE);
+    /* The search is at PDS, which will never answer it. */
+    wait_pds_requests(1);
     kill(st.svc.pid, SIGTERM);
     cr_assert_eq(proc_wait(&st.svc, 3000), 0, "not gone 3 s after SIGTERM with a 0.5 s drain");
     cr_assert(tcp_peer_closed(fd));
@@ -649,18 +673,10 @@ Test(trace, a_trace_ends_at_its_deadline)
     stack_stop(&st);
 }
 
-/* Sends a trace over a raw connection, to hang up on it or read the answer later. */
-static int send_trace_raw(const char *body)
+static bool audit_logged(void *arg)
 {
-    char req[1024];
-    int n = snprintf(req, sizeof(req),
-                     "POST /v1/trace HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
-                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-                     STACK_KEY_TRACE, strlen(body), body);
-    int fd = tcp_connect(st.svc.port, 5000);
-    cr_assert_geq(fd, 0);
-    cr_assert_eq(tcp_send(fd, req, (size_t)n), 0);
-    return fd;
+    (void)arg;
+    return proc_log_count(&st.svc, "\"msg\":\"audit\"") > 0;
 }
 
 /* A caller that hangs up mid-cascade: the trace stops before its next PDS request. */
@@ -670,15 +686,34 @@ Test(trace, a_trace_stops_when_its_caller_leaves)
     json_decref(stack_pds_admin(&st, "PUT", "/_admin/faults", "{\"latency_ms\":400}"));
     int fd = send_trace_raw("{\"family\":\"Nobodyson\",\"given\":[\"Nemo\"],"
                             "\"birth_date\":\"1970-01-01\",\"postcode\":\"LS1 6AE\"}");
-    sleep_ms(200);
+    wait_pds_requests(1);
     close(fd);
-    /* Without the check, the five steps of the cascade take about 2 s. */
-    sleep_ms(2000);
+    /* The trace ends (its audit line) once the search under way comes back; without the
+     * check it would first make the other four searches of the cascade. */
+    cr_assert(wait_until(audit_logged, NULL, 5000), "the abandoned trace never ended");
     json_t *reqs = fhir_requests();
     cr_assert_leq(json_array_size(reqs), 2, "%zu PDS requests after the caller left",
                   json_array_size(reqs));
     json_decref(reqs);
     stack_stop(&st);
+}
+
+/* The value of a series on the service's /metrics, or -1 when it is absent. */
+static double metric(const char *series)
+{
+    struct http_reply m;
+    cr_assert_eq(http_do(st.svc.port, "GET", "/metrics", NULL, NULL, &m), 0);
+    char needle[160];
+    snprintf(needle, sizeof(needle), "\n%s ", series);
+    const char *at = strstr(m.body, needle);
+    double v = at != NULL ? strtod(at + strlen(needle), NULL) : -1;
+    http_reply_free(&m);
+    return v;
+}
+
+static bool cache_misses_reach(void *arg)
+{
+    return metric("pdstrace_cache_lookups_total{result=\"miss\"}") >= *(const double *)arg;
 }
 
 /* pds.max_queue bounds the traces waiting for the rate limit: beyond it, 429. */
@@ -695,7 +730,12 @@ Test(trace, a_full_pds_queue_is_429_with_retry_after)
                  "{\"family\":\"Queue\",\"given\":[\"Person\"],\"birth_date\":\"19%02d-01-01\"}",
                  50 + i);
         fds[i] = send_trace_raw(body);
-        sleep_ms(100);
+        /* In order: the first is sent, the second waits in the queue, the third finds it
+         * full. A miss hands the trace to the PDS client in the same loop turn. */
+        double misses = i + 1;
+        if (i < 2)
+            cr_assert(wait_until(cache_misses_reach, &misses, 5000), "trace %d never got to PDS",
+                      i);
     }
     char out[4096];
     long got = tcp_recv_until(fds[2], out, sizeof(out), "}}", 1);

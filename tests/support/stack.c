@@ -213,3 +213,100 @@ const char *stack_auth(const char *key)
     snprintf(h, sizeof(h), "Authorization: Bearer %s", key);
     return h;
 }
+
+int stack_start_case(struct proc *p, const char *const args[])
+{
+    const char *argv[40] = {PDS_BINARY_DIR "/mock-case-system", "--port", "0"};
+    size_t n = 3;
+    for (size_t i = 0; args != NULL && args[i] != NULL && n < 39; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    return proc_start(p, argv, NULL);
+}
+
+json_t *stack_case_admin(int port, const char *method, const char *path, const char *body)
+{
+    struct http_reply r;
+    const char *h[] = {"Content-Type: application/json", NULL};
+    if (http_do(port, method, path, h, body, &r) != 0) {
+        http_reply_free(&r);
+        return NULL;
+    }
+    json_t *j = json_loads(r.body, 0, NULL);
+    http_reply_free(&r);
+    return j;
+}
+
+const char *stack_case_body(char *out, size_t size, const char *nhs, const char *trace_id)
+{
+    snprintf(out, size,
+             "{\"nhs_number\":\"%s\",\"nhs_number_status\":\"01\",\"trace_id\":\"%s\","
+             "\"traced_at\":\"2026-12-02T10:15:00Z\",\"score\":0.97}",
+             nhs, trace_id);
+    return out;
+}
+
+long stack_case_put(int port, const char *case_id, const char *key, const char *auth,
+                    const char *body, struct http_reply *r)
+{
+    char path[256], key_line[256], auth_line[256];
+    const char *h[4] = {"Content-Type: application/json"};
+    size_t n = 1;
+    snprintf(path, sizeof(path), "/clients/%s/nhs-number", case_id);
+    if (key != NULL) {
+        snprintf(key_line, sizeof(key_line), "Idempotency-Key: %s", key);
+        h[n++] = key_line;
+    }
+    if (auth != NULL) {
+        snprintf(auth_line, sizeof(auth_line), "Authorization: %s", auth);
+        h[n++] = auth_line;
+    }
+    h[n] = NULL;
+    http_do(port, "PUT", path, h, body, r);
+    return r->status;
+}
+
+int stack_case_put_nowait(int port, const char *case_id, const char *key, const char *body)
+{
+    char req[2048];
+    int fd = tcp_connect(port, 10000);
+    int n = snprintf(req, sizeof(req),
+                     "PUT /clients/%s/nhs-number HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "Content-Type: application/json\r\nIdempotency-Key: %s\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     case_id, key, strlen(body), body);
+    if (fd >= 0 && (n < 0 || (size_t)n >= sizeof(req) || tcp_send(fd, req, (size_t)n) != 0)) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+json_t *stack_case_client(int port, const char *case_id)
+{
+    char path[128];
+    struct http_reply r;
+    snprintf(path, sizeof(path), "/clients/%s", case_id);
+    http_do(port, "GET", path, NULL, NULL, &r);
+    json_t *j = r.status == 200 ? json_loads(r.body, 0, NULL) : NULL;
+    http_reply_free(&r);
+    return j;
+}
+
+long long stack_case_stat(int port, const char *name)
+{
+    json_t *j = stack_case_admin(port, "GET", "/_admin/stats", NULL);
+    json_t *v = json_object_get(j, name);
+    long long n = json_is_integer(v) ? (long long)json_integer_value(v) : -1;
+    json_decref(j);
+    return n;
+}
+
+int stack_case_faults(int port, const char *body)
+{
+    struct http_reply r;
+    const char *h[] = {"Content-Type: application/json", NULL};
+    http_do(port, "PUT", "/_admin/faults", h, body, &r);
+    http_reply_free(&r);
+    return r.status == 200 ? 0 : -1;
+}

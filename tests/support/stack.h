@@ -44,6 +44,41 @@ int stack_start(struct stack *s, const char *const extra_env[]);
 int stack_start_service(struct stack *s, const char *const extra_env[]);
 int stack_stop_service(struct stack *s);
 
+/* Starts mock-case-system (mocks/case-system) on an ephemeral loopback port; args are
+ * extra arguments (NULL-terminated or NULL), such as {"--token", "secret", NULL}. The port
+ * is in p->port. Stop it with proc_stop(p, SIGTERM, ...). Returns 0 or -1. */
+int stack_start_case(struct proc *p, const char *const args[]);
+
+/* A request to the mock case system's admin API on port; returns the parsed JSON body
+ * (json_decref it) or NULL (no answer, or no JSON, as for a 204). body may be NULL. */
+struct json_t *stack_case_admin(int port, const char *method, const char *path, const char *body);
+
+/* Helpers for the mock case system's routes (mocks/case-system/README.md), on its port. */
+struct http_reply;
+
+/* A write-back body of DESIGN.md §5 for nhs and trace_id (traced_at 2026-12-02T10:15:00Z,
+ * score 0.97), in out. Returns out. */
+const char *stack_case_body(char *out, size_t size, const char *nhs, const char *trace_id);
+
+/* PUT /clients/{case_id}/nhs-number with Content-Type: application/json, and
+ * Idempotency-Key: key and Authorization: auth unless NULL. Returns the status (0 when no
+ * answer came); free r with http_reply_free. */
+long stack_case_put(int port, const char *case_id, const char *key, const char *auth,
+                    const char *body, struct http_reply *r);
+
+/* The same PUT on a raw connection, without waiting for the answer: returns the fd (read
+ * the answer with tcp_recv_until, then close it) or -1. */
+int stack_case_put_nowait(int port, const char *case_id, const char *key, const char *body);
+
+/* GET /clients/{case_id}: the record (json_decref it), or NULL unless it answered 200. */
+struct json_t *stack_case_client(int port, const char *case_id);
+
+/* One counter of GET /_admin/stats ("deliveries", "duplicates", ...), or -1. */
+long long stack_case_stat(int port, const char *name);
+
+/* PUT /_admin/faults with body. Returns 0 when it answered 200, else -1. */
+int stack_case_faults(int port, const char *body);
+
 /* Stops everything and removes the files. */
 void stack_stop(struct stack *s);
 

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "http_util.h"
+
 static void on_deadline(uv_timer_t *t)
 {
     *(bool *)t->data = true;
@@ -82,4 +84,45 @@ void sleep_ms(unsigned ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
+}
+
+static uint64_t now_ms(void)
+{
+    return uv_hrtime() / 1000000u;
+}
+
+/* Asks cond every 10 ms until it holds or the deadline passes; between two questions the
+ * loop runs (when there is one) or the thread waits. */
+static bool poll_cond(test_cond_fn *cond, void *arg, unsigned deadline_ms, uv_loop_t *loop)
+{
+    static const bool never = false;
+    uint64_t end = now_ms() + deadline_ms;
+    while (!cond(arg)) {
+        if (now_ms() >= end)
+            return false;
+        if (loop != NULL)
+            run_until(loop, &never, 10);
+        else
+            sleep_ms(10);
+    }
+    return true;
+}
+
+bool wait_until(test_cond_fn *cond, void *arg, unsigned deadline_ms)
+{
+    return poll_cond(cond, arg, deadline_ms, NULL);
+}
+
+bool run_loop_until(uv_loop_t *loop, test_cond_fn *cond, void *arg, unsigned deadline_ms)
+{
+    return poll_cond(cond, arg, deadline_ms, loop);
+}
+
+bool http_probe_answers(void *probe)
+{
+    const struct http_probe *p = probe;
+    struct http_reply r;
+    bool is = http_do(p->port, "GET", p->path, NULL, NULL, &r) == 0 && r.status == p->status;
+    http_reply_free(&r);
+    return is;
 }

@@ -1,5 +1,7 @@
 #include "tls_util.h"
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,4 +166,24 @@ void tls_server_stop(struct tls_server *s)
         proc_stop(&s->proc, SIGTERM, 5000);
     if (s->proc.log_path[0] != '\0')
         unlink(s->proc.log_path);
+}
+
+int tls_pem_write(const char *path, EVP_PKEY *pkey, bool private)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return -1;
+    int ok = private ? PEM_write_PrivateKey(f, pkey, NULL, NULL, 0, NULL, NULL)
+                     : PEM_write_PUBKEY(f, pkey);
+    return fclose(f) == 0 && ok == 1 ? 0 : -1;
+}
+
+int tls_rsa_pair_write(const char *priv_path, const char *pub_path, unsigned bits)
+{
+    EVP_PKEY *pkey = EVP_RSA_gen(bits);
+    int err = pkey != NULL ? 0 : -1;
+    err = err ? err : tls_pem_write(priv_path, pkey, true);
+    err = err ? err : tls_pem_write(pub_path, pkey, false);
+    EVP_PKEY_free(pkey);
+    return err;
 }

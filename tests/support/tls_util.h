@@ -1,6 +1,7 @@
 #ifndef PDS_TEST_TLS_UTIL_H
 #define PDS_TEST_TLS_UTIL_H
 
+#include <openssl/types.h>
 #include <stdbool.h>
 
 #include "proc.h"
@@ -35,5 +36,13 @@ int tls_server_start(struct tls_server *s, const struct tls_pki *p, bool require
 
 /* Stops the server and removes its log. */
 void tls_server_stop(struct tls_server *s);
+
+/* Writes pkey to path as PEM: the private key (unencrypted PKCS#8) when private, else the
+ * public key (SubjectPublicKeyInfo). Returns 0, or -1 when the file could not be written. */
+int tls_pem_write(const char *path, EVP_PKEY *pkey, bool private);
+
+/* Generates an RSA key of bits bits and writes its private half to priv_path and its public
+ * half to pub_path, as tls_pem_write does. Returns 0 or -1. */
+int tls_rsa_pair_write(const char *priv_path, const char *pub_path, unsigned bits);
 
 #endif

@@ -6,7 +6,9 @@
 
 #include "pdstrace/demographics.h"
 #include "pdstrace/err.h"
+#include "pdstrace/metrics.h"
 #include "pdstrace/redis_conn.h"
+#include "pdstrace/trace_result.h"
 #include "redis_server.h"
 #include "test_util.h"
 
@@ -19,6 +21,7 @@ struct fixture {
     uv_loop_t loop;
     struct redis_conn *rc;
     struct cache *cache;
+    struct metrics *metrics;
     redisContext *direct; /* a blocking client to look at what Redis holds */
 };
 
@@ -33,7 +36,8 @@ static void setup_fixture(struct fixture *f, const char *key_secret)
     for (int i = 0; i < 200 && redis_conn_state(f->rc) != REDIS_CONN_CONNECTED; i++)
         uv_run(&f->loop, UV_RUN_ONCE);
     cr_assert_eq(redis_conn_state(f->rc), REDIS_CONN_CONNECTED);
-    struct cache_config cc = {"t:", 3600, 60};
+    cr_assert_eq(metrics_new(&f->metrics), 0);
+    struct cache_config cc = {"t:", 3600, 60, f->metrics};
     cr_assert_eq(cache_new(&f->cache, f->rc, key_secret, strlen(key_secret), &cc), 0);
     f->direct = redisConnect("127.0.0.1", f->rs.port);
     cr_assert(f->direct != NULL && f->direct->err == 0);
@@ -44,6 +48,7 @@ static void teardown_fixture(struct fixture *f)
     cache_free(f->cache);
     redis_conn_free(f->rc);
     cr_assert_eq(close_loop(&f->loop), 0);
+    metrics_free(f->metrics);
     redisFree(f->direct);
     redis_server_destroy(&f->rs);
 }
@@ -116,6 +121,8 @@ Test(cache, put_then_get_is_a_hit_from_the_cache)
     /* Case and spacing do not change the key. */
     snprintf(d.family, sizeof(d.family), "SMITHFIELD");
     cr_assert_eq(get(&f, &d).status, 0);
+    cr_assert_eq(metrics_value(f.metrics, "pdstrace_cache_lookups_total", "result=\"hit\""), 2);
+    cr_assert_eq(metrics_value(f.metrics, "pdstrace_cache_stores_total", "result=\"ok\""), 1);
     teardown_fixture(&f);
 }
 
@@ -128,6 +135,7 @@ Test(cache, other_person_is_a_miss)
     put_and_settle(&f, &d, &r);
     snprintf(d.birth_date, sizeof(d.birth_date), "2010-10-23");
     cr_assert_eq(get(&f, &d).status, ERR_NOT_FOUND);
+    cr_assert_eq(metrics_value(f.metrics, "pdstrace_cache_lookups_total", "result=\"miss\""), 1);
     teardown_fixture(&f);
 }
 
@@ -192,7 +200,7 @@ Test(cache, value_under_another_secret_is_a_miss)
     struct trace_result r = matched();
     put_and_settle(&f, &d, &r);
     cache_free(f.cache);
-    struct cache_config cc = {"t:", 3600, 60};
+    struct cache_config cc = {"t:", 3600, 60, NULL};
     const char *other = "another-secret-of-at-least-32-bytes-long";
     cr_assert_eq(cache_new(&f.cache, f.rc, other, strlen(other), &cc), 0);
     cr_assert_neq(get(&f, &d).status, 0);

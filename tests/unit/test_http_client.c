@@ -303,6 +303,13 @@ static struct http_client *start(uv_loop_t *loop, enum srv_mode mode, const char
     return c;
 }
 
+/* Frees the client and checks that the loop closes with nothing left behind. */
+static void stop(uv_loop_t *loop, struct http_client *c)
+{
+    http_client_free(c);
+    cr_assert_eq(close_loop(loop), 0);
+}
+
 static void get(struct http_client *c, const char *path, struct result *r)
 {
     struct http_client_request req = {.method = "GET", .url = server_url(path)};
@@ -327,8 +334,7 @@ Test(http_client, get_returns_status_body_and_headers)
     cr_assert_str_eq(r.retry_after, "120");
     cr_assert_eq(http_client_in_flight(c), 0);
     cr_assert(strncmp(srv.last, "GET /hello HTTP/1.1\r\n", 21) == 0, "%s", srv.last);
-    http_client_free(c);
-    cr_assert_eq(close_loop(&loop), 0);
+    stop(&loop, c);
 }
 
 struct header_probe {
@@ -365,8 +371,7 @@ Test(http_client, headers_are_those_of_the_last_response_only)
     cr_assert_null(p.missing, "headers of the 100 response leaked into the final one");
     cr_assert_str_eq(p.final_value, "v1");
     cr_assert_str_eq(p.first_dup, "first");
-    http_client_free(c);
-    cr_assert_eq(close_loop(&loop), 0);
+    stop(&loop, c);
 }
 
 static bool contains(const char *hay, const char *needle)
@@ -439,8 +444,7 @@ Test(http_client, post_and_put_send_body_and_headers)
     assert_sent("PUT /put HTTP/1.1\r\n", big);
     cr_assert_eq(srv.requests, 2);
     free(big);
-    http_client_free(c);
-    cr_assert_eq(close_loop(&loop), 0);
+    stop(&loop, c);
 }
 
 Test(http_client, sequential_requests_reuse_the_connection)
@@ -457,8 +461,7 @@ Test(http_client, sequential_requests_reuse_the_connection)
     cr_assert_eq(r2.status, 0);
     cr_assert_eq(srv.requests, 2);
     cr_assert_eq(srv.accepted, 1, "accepted %u connections", srv.accepted);
-    http_client_free(c);
-    cr_assert_eq(close_loop(&loop), 0);
+    stop(&loop, c);
 }
 
 /* Only the timer path can end this transfer: no byte ever arrives (CONVENTIONS §1.1
@@ -478,8 +481,7 @@ Test(http_client, silent_server_times_out_on_the_timer_path)
     cr_assert_geq(r.at_ms - t0, 150);
     cr_assert_lt(r.at_ms - t0, 1000);
     cr_assert_eq(srv.requests, 1, "the request should have reached the server");
-    http_client_free(c);
-    cr_assert_eq(close_loop(&loop), 0);
+    stop(&loop, c);
 }
 
 Test(http_client, reset_connection_is_upstream_error)
@@ -493,8 +495,7 @@ Test(http_client, reset_connection_is_upstream_error)
     cr_assert_eq(r.calls, 1);
     cr_assert_eq(r.status, ERR_UPSTREAM, "status %d", r.status);
     cr_assert_eq(srv.requests, 1);
-    http_client_free(c);
-    cr_assert_eq(close_loop(&loop), 0);
+    stop(&loop, c);
 }
 
 Test(http_client, refused_connection_is_upstream_error)
@@ -514,8 +515,7 @@ Test(http_client, refused_connection_is_upstream_error)
     cr_assert_eq(r.calls, 1);
     cr_assert_eq(r.status, ERR_UPSTREAM, "status %d", r.status);
     cr_assert_eq(srv.accepted, 0);
-    http_client_free(c);
-    cr_assert_eq(close_loop(&loop), 0);
+    stop(&loop, c);
 }
 
 Test(http_client, body_over_the_ceiling_is_too_large)
@@ -539,8 +539,7 @@ Test(http_client, body_over_the_ceiling_is_too_large)
     cr_assert(run_until(&loop, &enough.done, 5000));
     cr_assert_eq(enough.status, 0, "status %d", enough.status);
     cr_assert_eq(enough.body_len, 65536);
-    http_client_free(c);
-    cr_assert_eq(close_loop(&loop), 0);
+    stop(&loop, c);
 }
 
 #define MANY 200
@@ -584,8 +583,7 @@ Test(http_client, many_concurrent_requests_complete_once_each)
     }
     cr_assert_eq(srv.requests, MANY);
     cr_assert_eq(http_client_in_flight(c), 0);
-    http_client_free(c);
-    cr_assert_eq(close_loop(&loop), 0);
+    stop(&loop, c);
 }
 
 struct chain {
@@ -624,8 +622,7 @@ Test(http_client, completion_can_start_another_request)
     cr_assert_str_eq(ch.second.body, "hello");
     cr_assert_eq(srv.requests, 2);
     cr_assert(strncmp(srv.last, "POST /second ", 13) == 0);
-    http_client_free(ch.client);
-    cr_assert_eq(close_loop(&loop), 0);
+    stop(&loop, ch.client);
 }
 
 #define INFLIGHT 5
@@ -745,8 +742,7 @@ Test(http_client, bad_requests_fail_at_once_without_callback)
     cr_assert_eq(http_client_request(c, &bad_body, on_never, &calls), ERR_INVALID_INPUT);
     cr_assert_eq(http_client_in_flight(c), 0);
     uv_run(&loop, UV_RUN_NOWAIT);
-    http_client_free(c);
-    cr_assert_eq(close_loop(&loop), 0);
+    stop(&loop, c);
     cr_assert_eq(calls, 0);
     cr_assert_eq(srv.accepted, 0);
 }
@@ -799,8 +795,7 @@ Test(http_client, send_hook_sees_curls_own_resend_on_a_dead_reused_connection)
     cr_assert_eq(second.calls, 2, "the hook saw %u sends of a request sent twice", second.calls);
     cr_assert_eq(second.n[0], 1);
     cr_assert_eq(second.n[1], 2);
-    http_client_free(c);
-    cr_assert_eq(close_loop(&loop), 0);
+    stop(&loop, c);
 }
 
 Test(http_client, send_hook_can_stop_a_resend)
@@ -815,8 +810,7 @@ Test(http_client, send_hook_can_stop_a_resend)
     cr_assert_eq(r2.status, ERR_UPSTREAM, "status %d", r2.status);
     cr_assert_eq(second.calls, 2);
     cr_assert_eq(srv.requests, 2, "the refused re-send reached the server");
-    http_client_free(c);
-    cr_assert_eq(close_loop(&loop), 0);
+    stop(&loop, c);
 }
 
 /* ---- TLS: openssl s_server with a throwaway CA ---- */
@@ -863,8 +857,7 @@ static void tls_get(const struct http_client_tls *tls, struct result *r)
     cr_assert_eq(http_client_request(c, &req, on_result, r), 0);
     cr_assert(run_until(&loop, &r->done, 15000));
     cr_assert_eq(r->calls, 1);
-    http_client_free(c);
-    cr_assert_eq(close_loop(&loop), 0);
+    stop(&loop, c);
 }
 
 Test(http_client, tls_unknown_ca_is_upstream_tls_with_one_warning)

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "pdstrace/err.h"
+#include "pdstrace/metrics.h"
 #include "test_util.h"
 
 /* The server runs on a private loop in the test's main thread; a client thread drives it
@@ -64,6 +65,11 @@ struct ctx {
     uint64_t drain_started_ms;
     uint64_t drained_ms;
     sem_t sem;
+    /* server_sync: the client thread asks, the loop answers after reading */
+    uv_async_t sync_async;
+    uv_check_t sync_check;
+    unsigned sync_turns;
+    sem_t synced;
 };
 
 struct delayed {
@@ -171,6 +177,24 @@ static void on_async(uv_async_t *a)
     ((struct ctx *)a->data)->client_done = true;
 }
 
+/* Runs after the I/O of each loop iteration. Two turns: in the first, a connection the
+ * client has just opened may only be accepted, its reads starting with the next poll. */
+static void on_sync_check(uv_check_t *h)
+{
+    struct ctx *t = h->data;
+    if (--t->sync_turns > 0)
+        return;
+    uv_check_stop(h);
+    sem_post(&t->synced);
+}
+
+static void on_sync(uv_async_t *a)
+{
+    struct ctx *t = a->data;
+    t->sync_turns = 2;
+    uv_check_start(&t->sync_check, on_sync_check);
+}
+
 static void *client_main(void *arg)
 {
     struct ctx *t = arg;
@@ -207,6 +231,11 @@ static void start(const struct http_server_config *cfg)
     uv_async_init(&T.loop, &T.async, on_async);
     T.async.data = &T;
     sem_init(&T.sem, 0, 0);
+    uv_async_init(&T.loop, &T.sync_async, on_sync);
+    T.sync_async.data = &T;
+    uv_check_init(&T.loop, &T.sync_check);
+    T.sync_check.data = &T;
+    sem_init(&T.synced, 0, 0);
 }
 
 static void run_client(void (*client)(struct ctx *), unsigned deadline_ms)
@@ -225,8 +254,11 @@ static void finish(void)
         http_exchange_respond(T.never[i], 200, NULL, NULL, 0);
     http_server_free(T.srv);
     uv_close((uv_handle_t *)&T.async, NULL);
+    uv_close((uv_handle_t *)&T.sync_async, NULL);
+    uv_close((uv_handle_t *)&T.sync_check, NULL);
     cr_assert_eq(close_loop(&T.loop), 0);
     sem_destroy(&T.sem);
+    sem_destroy(&T.synced);
 }
 
 /* ---- blocking client --------------------------------------------------------------- */
@@ -388,6 +420,29 @@ static bool cli_wait_closed(struct cli *c, long ms)
     c->buf[0] = '\0';
     set_rcvtimeo(c->fd, 3000);
     return got == 0;
+}
+
+static bool sem_wait_ms(sem_t *s, long ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return sem_timedwait(s, &ts) == 0;
+}
+
+/* Returns once the server's loop has read what this thread sent before the call: those
+ * bytes were already queued on the server's socket when the loop woke up for the request,
+ * so the poll that saw it saw them too. Puts the pieces of a request into separate reads,
+ * or lets the server act on one piece before the next is sent, without guessing a time. */
+static bool server_sync(struct ctx *t)
+{
+    uv_async_send(&t->sync_async);
+    return sem_wait_ms(&t->synced, 3000);
 }
 
 static bool exchange_once(struct cli *c, const char *req, struct resp *r)
@@ -602,9 +657,9 @@ static void client_bodies(struct ctx *t)
         return;
     snprintf(head, sizeof(head), "POST /cl HTTP/1.1\r\nContent-Length: %d\r\n\r\n", 1000);
     cli_sends(&c, head);
-    sleep_ms(20);
+    server_sync(t);
     cli_send(&c, body, 300);
-    sleep_ms(20);
+    server_sync(t);
     cli_send(&c, body + 300, 700);
     cli_read(&c, &t->r[0], false);
     const char *parts[] = {"POST /chunked HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhe",
@@ -615,7 +670,7 @@ static void client_bodies(struct ctx *t)
                            "\r\n"};
     for (size_t i = 0; i < 6; i++) {
         cli_sends(&c, parts[i]);
-        sleep_ms(10);
+        server_sync(t);
     }
     cli_read(&c, &t->r[1], false);
     exchange_once(&c, "POST /empty HTTP/1.1\r\nContent-Length: 0\r\nX-Empty:\r\nX-Test: v\r\n\r\n",
@@ -685,11 +740,13 @@ static void client_limits(struct ctx *t)
     if (cli_connect(&l, t->port) != 0)
         return;
     cli_sends(&l, "POST /big HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n");
-    sleep_ms(100);
+    server_sync(t); /* the 413 is written */
     t->flags[0] = 1;
     for (int i = 0; i < 16; i++) {
+        /* Each piece is read before the next is sent: a close with unread bytes would
+         * have answered with a reset by then, failing the next send. */
         t->flags[0] &= cli_send(&l, big, sizeof(big));
-        sleep_ms(5);
+        server_sync(t);
     }
     cli_read(&l, &t->r[4], false);
     cli_close(&l);
@@ -833,8 +890,9 @@ static void client_disconnect(struct ctx *t)
     struct cli c;
     if (cli_connect(&c, t->port) != 0)
         return;
+    /* Gone once the handler has the request (post_each), not after a guessed time. */
     cli_sends(&c, "GET /delay/500 HTTP/1.1\r\n\r\n");
-    sleep_ms(50);
+    sem_wait_ms(&t->sem, 3000);
     cli_close(&c);
 }
 
@@ -842,6 +900,7 @@ Test(http_server, client_disconnect_detaches_exchange)
 {
     struct http_server_config cfg = default_cfg();
     start(&cfg);
+    T.post_each = true;
     run_client(client_disconnect, 5000);
     cr_assert(run_until(&T.loop, &T.delayed_done, 3000), "delayed handler never ran");
     cr_assert(T.detached_seen, "exchange not detached after the client left");
@@ -851,19 +910,6 @@ Test(http_server, client_disconnect_detaches_exchange)
 }
 
 /* ---- 9. drain ---------------------------------------------------------------------- */
-
-static bool sem_wait_ms(sem_t *s, long ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return sem_timedwait(s, &ts) == 0;
-}
 
 static void client_drain(struct ctx *t)
 {
@@ -943,7 +989,7 @@ static void client_bytewise(struct ctx *t)
         return;
     for (size_t i = 0; req[i] != '\0'; i++) {
         cli_send(&c, req + i, 1);
-        sleep_ms(2);
+        server_sync(t);
     }
     cli_read(&c, &t->r[0], false);
     cli_close(&c);
@@ -965,17 +1011,7 @@ Test(http_server, byte_at_a_time_request_parses)
     finish();
 }
 
-/* ---- observer, add_header, max_connections ---------------------------------------- */
-
-static int observed_status;
-static char observed_route[64];
-
-static void observe(const char *route, int status, double seconds)
-{
-    observed_status = status;
-    snprintf(observed_route, sizeof(observed_route), "%s", route);
-    cr_assert_geq(seconds, 0.0);
-}
+/* ---- metrics, add_header, max_connections ----------------------------------------- */
 
 /* The first connection is busy (a silent or idle one would make way for the second). */
 static void client_maxconn(struct ctx *t)
@@ -992,20 +1028,24 @@ static void client_maxconn(struct ctx *t)
     cli_close(&b);
 }
 
-Test(http_server, max_connections_and_observer)
+Test(http_server, max_connections_and_metrics)
 {
     struct http_server_config cfg = default_cfg();
+    struct metrics *m;
+    cr_assert_eq(metrics_new(&m), 0);
     cfg.max_connections = 1;
-    http_server_set_observer(observe);
+    cfg.metrics = m;
     start(&cfg);
     T.post_each = true;
     run_client(client_maxconn, 10000);
     cr_assert(T.flags[0], "connection beyond max_connections kept open");
     cr_assert_eq(T.r[0].status, 200);
-    cr_assert_eq(observed_status, 200);
-    cr_assert_str_eq(observed_route, "unmatched");
-    http_server_set_observer(NULL);
+    cr_assert_eq(
+        metrics_value(m, "pdstrace_http_requests_total", "route=\"unmatched\",status=\"200\""), 1);
+    cr_assert_eq(metrics_value(m, "pdstrace_http_request_duration_seconds", "route=\"unmatched\""),
+                 1);
     finish();
+    metrics_free(m);
 }
 
 Test(http_server, rejects_bad_config_and_bad_headers)
@@ -1082,6 +1122,7 @@ Test(http_server, abort_of_a_detached_exchange_only_lets_go)
     struct http_server_config cfg = default_cfg();
     start(&cfg);
     T.abort_delayed = true;
+    T.post_each = true;
     run_client(client_disconnect, 5000);
     cr_assert(run_until(&T.loop, &T.delayed_done, 3000), "delayed handler never ran");
     cr_assert(T.detached_seen, "exchange not detached after the client left");
@@ -1193,43 +1234,88 @@ static bool make_busy(struct ctx *t, struct cli *c)
     return cli_sends(c, "GET /never HTTP/1.1\r\n\r\n") && sem_wait_ms(&t->sem, 3000);
 }
 
+/* Marks every client unconnected, so that close_all_cli may follow a partial setup. */
+static void cli_none(struct cli *c, int n)
+{
+    for (int i = 0; i < n; i++)
+        c[i].fd = -1;
+}
+
 static void close_all_cli(struct cli *c, int n)
 {
     for (int i = 0; i < n; i++)
         cli_close(&c[i]);
 }
 
+/* n idle keep-alive connections, oldest first: each connects (from from[i], or the
+ * kernel's choice without from) and makes one request, answered into r[i]. */
+static bool connect_idle(struct ctx *t, struct cli *c, int n, const char *const *from,
+                         struct resp *r)
+{
+    for (int i = 0; i < n; i++)
+        if (cli_connect_from(&c[i], t->port, from != NULL ? from[i] : NULL) != 0 ||
+            !exchange_once(&c[i], "GET /a HTTP/1.1\r\n\r\n", &r[i]))
+            return false;
+    return true;
+}
+
+/* A newcomer asks for /healthz (answered into r): true when victim was closed, without a
+ * word, to make room for it. */
+static bool newcomer_evicts(struct ctx *t, struct cli *newcomer, struct cli *victim, struct resp *r)
+{
+    if (cli_connect(newcomer, t->port) != 0)
+        return false;
+    exchange_once(newcomer, "GET /healthz HTTP/1.1\r\n\r\n", r);
+    return cli_closed_silently(victim);
+}
+
+/* Makes c[0..n) busy: true when one more connection, extra, is then refused. */
+static bool refused_when_busy(struct ctx *t, struct cli *c, int n, struct cli *extra)
+{
+    t->post_each = true;
+    for (int i = 0; i < n; i++)
+        if (!make_busy(t, &c[i]))
+            return false;
+    return cli_connect(extra, t->port) == 0 && cli_closed_silently(extra);
+}
+
+/* Asserts the n answers from first on that set a test up. */
+static void assert_setup_answered(const struct resp *first, int n)
+{
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(first[i].status, 200, "setup request %d: %d", i, first[i].status);
+}
+
+/* What client_per_client_cap and client_global_max saw: n newcomers answered (r[i]), each
+ * closing the oldest idle connection (flags[i]); a younger idle connection still answering
+ * (r[n]); and with every connection busy (busy exchanges held), one more refused
+ * (flags[n]). */
+static void assert_evictions(int n, unsigned busy)
+{
+    for (int i = 0; i < n; i++) {
+        cr_assert_eq(T.r[i].status, 200, "newcomer %d was not served", i);
+        cr_assert(T.flags[i], "newcomer %d did not close the oldest idle connection", i);
+    }
+    cr_assert_eq(T.r[n].status, 200, "a younger idle connection was closed as well");
+    cr_assert(T.flags[n], "a connection beyond the limit was admitted with nothing idle");
+    cr_assert_eq(T.nnever, busy);
+}
+
 /* cap 4: a silent connection and three idle keep-alive ones, oldest first. */
 static void client_per_client_cap(struct ctx *t)
 {
     struct cli c[7];
-    for (int i = 0; i < 7; i++)
-        c[i].fd = -1;
-    if (cli_connect(&c[0], t->port) != 0)
-        return;
-    for (int i = 1; i < 4; i++)
-        if (cli_connect(&c[i], t->port) != 0 ||
-            !exchange_once(&c[i], "GET /a HTTP/1.1\r\n\r\n", &t->r[8 + i]))
-            goto out;
+    cli_none(c, 7);
+    if (cli_connect(&c[0], t->port) != 0 || !connect_idle(t, &c[1], 3, NULL, &t->r[8]))
+        goto out;
     /* The fifth connection from the same address is a probe: it gets through, and the
      * silent connection, the oldest idle one, makes way. */
-    if (cli_connect(&c[4], t->port) != 0)
-        goto out;
-    exchange_once(&c[4], "GET /healthz HTTP/1.1\r\n\r\n", &t->r[0]);
-    t->flags[0] = cli_closed_silently(&c[0]);
+    t->flags[0] = newcomer_evicts(t, &c[4], &c[0], &t->r[0]);
     /* The next one closes the oldest idle keep-alive connection, and only that one. */
-    if (cli_connect(&c[5], t->port) != 0)
-        goto out;
-    exchange_once(&c[5], "GET /healthz HTTP/1.1\r\n\r\n", &t->r[1]);
-    t->flags[1] = cli_closed_silently(&c[1]);
+    t->flags[1] = newcomer_evicts(t, &c[5], &c[1], &t->r[1]);
     exchange_once(&c[2], "GET /still-open HTTP/1.1\r\n\r\n", &t->r[2]);
     /* When every connection of the address is busy, a new one is refused. */
-    t->post_each = true;
-    for (int i = 2; i < 6; i++)
-        if (!make_busy(t, &c[i]))
-            goto out;
-    if (cli_connect(&c[6], t->port) == 0)
-        t->flags[2] = cli_closed_silently(&c[6]);
+    t->flags[2] = refused_when_busy(t, &c[2], 4, &c[6]);
 out:
     close_all_cli(c, 7);
 }
@@ -1240,35 +1326,27 @@ Test(http_server, per_client_cap_closes_the_oldest_idle_connection)
     cfg.max_connections_per_client = 4;
     start(&cfg);
     run_client(client_per_client_cap, 20000);
-    for (int i = 1; i < 4; i++)
-        cr_assert_eq(T.r[8 + i].status, 200, "setup request %d failed", i);
-    cr_assert_eq(T.r[0].status, 200, "a new connection at the cap was not served");
-    cr_assert(T.flags[0], "the silent connection was not closed to make way");
-    cr_assert_eq(T.r[1].status, 200, "the second new connection was not served");
-    cr_assert(T.flags[1], "the oldest idle keep-alive connection was not closed");
-    cr_assert_eq(T.r[2].status, 200, "a younger idle connection was closed as well");
-    cr_assert(T.flags[2], "a connection beyond the cap was admitted with nothing idle");
-    cr_assert_eq(T.nnever, 4);
+    assert_setup_answered(&T.r[8], 3);
+    /* The silent connection goes first, then the oldest idle keep-alive one. */
+    assert_evictions(2, 4);
     finish();
 }
 
 /* cap 2: two idle connections from 127.0.0.1 are older than two from 127.0.0.2. */
 static void client_cap_by_address(struct ctx *t)
 {
-    static const char *from[] = {"127.0.0.1", "127.0.0.1", "127.0.0.2", "127.0.0.2", "127.0.0.2"};
+    static const char *const from[] = {"127.0.0.1", "127.0.0.1", "127.0.0.2", "127.0.0.2",
+                                       "127.0.0.2"};
+    static const int still_open[] = {0, 1, 3};
     struct cli c[5];
-    for (int i = 0; i < 5; i++)
-        c[i].fd = -1;
-    for (int i = 0; i < 5; i++)
-        if (cli_connect_from(&c[i], t->port, from[i]) != 0 ||
-            !exchange_once(&c[i], "GET /a HTTP/1.1\r\n\r\n", &t->r[i]))
-            goto out;
+    cli_none(c, 5);
+    if (!connect_idle(t, c, 5, from, t->r))
+        goto out;
     /* The third from 127.0.0.2 closed that address's oldest, not the older ones of
      * 127.0.0.1. */
     t->flags[0] = cli_closed_silently(&c[2]);
-    exchange_once(&c[0], "GET /b HTTP/1.1\r\n\r\n", &t->r[5]);
-    exchange_once(&c[1], "GET /b HTTP/1.1\r\n\r\n", &t->r[6]);
-    exchange_once(&c[3], "GET /b HTTP/1.1\r\n\r\n", &t->r[7]);
+    for (int i = 0; i < 3; i++)
+        exchange_once(&c[still_open[i]], "GET /b HTTP/1.1\r\n\r\n", &t->r[5 + i]);
 out:
     close_all_cli(c, 5);
 }
@@ -1279,8 +1357,7 @@ Test(http_server, per_client_cap_closes_only_that_address)
     cfg.max_connections_per_client = 2;
     start(&cfg);
     run_client(client_cap_by_address, 20000);
-    for (int i = 0; i < 8; i++)
-        cr_assert_eq(T.r[i].status, 200, "request %d: %d", i, T.r[i].status);
+    assert_setup_answered(T.r, 8);
     cr_assert(T.flags[0], "the oldest connection of 127.0.0.2 was not closed");
     finish();
 }
@@ -1289,23 +1366,12 @@ Test(http_server, per_client_cap_closes_only_that_address)
 static void client_global_max(struct ctx *t)
 {
     struct cli c[5];
-    for (int i = 0; i < 5; i++)
-        c[i].fd = -1;
-    for (int i = 0; i < 3; i++)
-        if (cli_connect(&c[i], t->port) != 0 ||
-            !exchange_once(&c[i], "GET /a HTTP/1.1\r\n\r\n", &t->r[8 + i]))
-            goto out;
-    if (cli_connect(&c[3], t->port) != 0)
+    cli_none(c, 5);
+    if (!connect_idle(t, c, 3, NULL, &t->r[8]))
         goto out;
-    exchange_once(&c[3], "GET /healthz HTTP/1.1\r\n\r\n", &t->r[0]);
-    t->flags[0] = cli_closed_silently(&c[0]);
+    t->flags[0] = newcomer_evicts(t, &c[3], &c[0], &t->r[0]);
     exchange_once(&c[1], "GET /still-open HTTP/1.1\r\n\r\n", &t->r[1]);
-    t->post_each = true;
-    for (int i = 1; i < 4; i++)
-        if (!make_busy(t, &c[i]))
-            goto out;
-    if (cli_connect(&c[4], t->port) == 0)
-        t->flags[1] = cli_closed_silently(&c[4]);
+    t->flags[1] = refused_when_busy(t, &c[1], 3, &c[4]);
 out:
     close_all_cli(c, 5);
 }
@@ -1317,13 +1383,8 @@ Test(http_server, max_connections_closes_the_oldest_idle_connection)
     cfg.max_connections_per_client = 100;
     start(&cfg);
     run_client(client_global_max, 20000);
-    for (int i = 0; i < 3; i++)
-        cr_assert_eq(T.r[8 + i].status, 200, "setup request %d failed", i);
-    cr_assert_eq(T.r[0].status, 200, "a new connection at max_connections was not served");
-    cr_assert(T.flags[0], "the oldest idle connection was not closed");
-    cr_assert_eq(T.r[1].status, 200, "a younger idle connection was closed as well");
-    cr_assert(T.flags[1], "a connection beyond the limit was admitted with nothing idle");
-    cr_assert_eq(T.nnever, 3);
+    assert_setup_answered(&T.r[8], 3);
+    assert_evictions(1, 3);
     finish();
 }
 
@@ -1354,7 +1415,7 @@ static void split_case(struct ctx *t, int i, const char *first, const char *seco
     if (cli_connect(&c, t->port) != 0)
         return;
     cli_sends(&c, first);
-    sleep_ms(50);
+    server_sync(t);
     cli_sends(&c, second);
     cli_read(&c, &t->r[i], false);
     t->r[i].closed_after = cli_wait_closed(&c, 3000);
@@ -1397,7 +1458,7 @@ static void client_strict_ok(struct ctx *t)
     for (int i = 0; i < 3; i++)
         cli_read(&c, &t->r[i], false);
     cli_sends(&c, CHUNKED_POST "5\r\nhello");
-    sleep_ms(50);
+    server_sync(t);
     exchange_once(&c, "\r\n0\r\n\r\n", &t->r[3]);
     cli_close(&c);
 }

@@ -17,6 +17,7 @@
 #include "pdstrace/crypto.h"
 #include "pdstrace/err.h"
 #include "test_util.h"
+#include "tls_util.h"
 
 extern char **environ;
 
@@ -46,27 +47,14 @@ static void path_in_dir(char out[128], const char *name)
     snprintf(out, 128, "%s/%s", dir, name);
 }
 
-static bool write_pem(const char *path, EVP_PKEY *pkey, bool private)
-{
-    FILE *f = fopen(path, "w");
-    if (f == NULL)
-        return false;
-    int ok = private ? PEM_write_PrivateKey(f, pkey, NULL, NULL, 0, NULL, NULL)
-                     : PEM_write_PUBKEY(f, pkey);
-    return fclose(f) == 0 && ok == 1;
-}
-
-/* Generates an RSA key with EVP and writes both halves as PEM files under in. */
+/* Generates an RSA key and writes both halves as PEM files under in. */
 static bool write_rsa_pair(const char *in, const char *priv_name, const char *pub_name,
                            unsigned bits)
 {
     char p[128], q[128];
-    EVP_PKEY *pkey = EVP_RSA_gen(bits);
     snprintf(p, sizeof(p), "%s/%s", in, priv_name);
     snprintf(q, sizeof(q), "%s/%s", in, pub_name);
-    bool ok = pkey != NULL && write_pem(p, pkey, true) && write_pem(q, pkey, false);
-    EVP_PKEY_free(pkey);
-    return ok;
+    return tls_rsa_pair_write(p, q, bits) == 0;
 }
 
 ReportHook(PRE_ALL)(struct criterion_test_set *set)
@@ -110,7 +98,7 @@ static void teardown(void)
 {
     static const char *const names[] = {"small-priv.pem", "small-pub.pem",   "ec.pem",
                                         "junk.pem",       "jwt-private.pem", "jwt-public.pem",
-                                        "input.bin",      "sig.bin"};
+                                        "input.bin",      "sig.bin",         "enc.pem"};
     char p[128];
     jwt_key_free(key);
     jwt_pubkey_free(pub);
@@ -458,14 +446,62 @@ Test(jwt, key_load_refuses_missing_wrong_kind_and_small_keys)
     EVP_PKEY *ec = EVP_EC_gen("P-256");
     cr_assert_not_null(ec);
     path_in_dir(p, "ec.pem");
-    f = fopen(p, "w");
-    cr_assert_not_null(f);
-    cr_assert_eq(PEM_write_PrivateKey(f, ec, NULL, NULL, 0, NULL, NULL), 1);
-    fclose(f);
+    cr_assert_eq(tls_pem_write(p, ec, true), 0);
     EVP_PKEY_free(ec);
     cr_assert_eq(jwt_key_load(&k, p), ERR_CONFIG, "RS512 needs RSA");
     jwt_key_free(NULL);
     jwt_pubkey_free(NULL);
+}
+
+/* jwt_key_load_why refuses path, and says why with a phrase holding want. */
+static void expect_why(const char *path, const char *want)
+{
+    struct jwt_key *k = NULL;
+    const char *why = NULL;
+    cr_assert_eq(jwt_key_load_why(&k, path, &why), ERR_CONFIG, "%s", path);
+    cr_assert_null(k);
+    cr_assert_not_null(why, "%s", path);
+    cr_assert(strstr(why, want) != NULL, "%s: %s", path, why);
+}
+
+/* A copy of the test key, encrypted with a passphrase, at path. */
+static void write_encrypted_key(const char *path)
+{
+    FILE *f = fopen(priv_path, "r");
+    cr_assert_not_null(f);
+    EVP_PKEY *pkey = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    cr_assert_not_null(pkey);
+    unsigned char pass[] = "secret";
+    f = fopen(path, "w");
+    cr_assert_not_null(f);
+    cr_assert_eq(PEM_write_PrivateKey(f, pkey, EVP_aes_256_cbc(), pass, 6, NULL, NULL), 1);
+    fclose(f);
+    EVP_PKEY_free(pkey);
+}
+
+Test(jwt, key_load_why_names_the_problem)
+{
+    char p[128];
+    struct jwt_key *k = NULL;
+    const char *why = "unset";
+    expect_why("/nonexistent/key.pem", "does not exist");
+    expect_why(pub_path, "holds no PEM private key");
+    path_in_dir(p, "enc.pem");
+    write_encrypted_key(p);
+    expect_why(p, "is encrypted");
+    cr_assert(write_rsa_pair(dir, "small-priv.pem", "small-pub.pem", 1024));
+    path_in_dir(p, "small-priv.pem");
+    expect_why(p, "fewer than 2048 bits");
+    EVP_PKEY *ec = EVP_EC_gen("P-256");
+    cr_assert_not_null(ec);
+    path_in_dir(p, "ec.pem");
+    cr_assert_eq(tls_pem_write(p, ec, true), 0);
+    EVP_PKEY_free(ec);
+    expect_why(p, "not an RSA key");
+    cr_assert_eq(jwt_key_load_why(&k, priv_path, &why), 0);
+    cr_assert_null(why);
+    jwt_key_free(k);
 }
 
 /* ---- scripts/gen-jwt-key, and an independent check with the openssl CLI ---- */

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "pdstrace/err.h"
@@ -94,24 +93,6 @@ static const char *summarise(const json_t *body, double *score)
     entry = json_array_get(json_object_get(body, "entry"), 0);
     *score = json_number_value(json_object_get(json_object_get(entry, "search"), "score"));
     return json_string_value(json_object_get(json_object_get(entry, "resource"), "id"));
-}
-
-/* Timings mean nothing under valgrind or AddressSanitizer. */
-static bool timing_unreliable(void)
-{
-#ifdef __SANITIZE_ADDRESS__
-    return true;
-#else
-    const char *preload = getenv("LD_PRELOAD");
-    return preload && strstr(preload, "vgpreload");
-#endif
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
 static bool has_history(const json_t *patient)
@@ -261,25 +242,21 @@ static void temp_path(char path[64])
     close(fd);
 }
 
-Test(mock_pds, save_then_load_gives_the_same_population_quickly)
+/* How long the load takes is measured by bench/mock_search.sh. */
+Test(mock_pds, save_then_load_gives_the_same_population)
 {
     struct population *big, *back;
     char path[64];
-    double t0, elapsed;
 
     cr_assert_eq(population_generate(&big, 20000, 9), 0);
     temp_path(path);
     cr_assert_eq(population_save(big, path), 0);
-    t0 = now_ms();
     cr_assert_eq(population_load(&back, path), 0);
-    elapsed = now_ms() - t0;
     unlink(path);
     cr_assert(json_equal(population_json(big), population_json(back)));
     cr_assert_eq(population_size(big), population_size(back));
     cr_assert_str_eq(population_superseded_by(back, "9000000025"), "9000000041");
     cr_assert(population_is_invalidated(back, "9000000068"));
-    if (!timing_unreliable())
-        cr_assert_lt(elapsed, 1000.0, "loading 20,000 people took %.0f ms", elapsed);
     population_free(big);
     population_free(back);
 }
@@ -760,26 +737,19 @@ Test(mock_pds, random_people_are_found_by_their_own_details)
     cr_assert_geq(found, tried * 99 / 100);
 }
 
-Test(mock_pds, a_search_of_20000_people_takes_under_a_millisecond_or_so)
+/* The search bench/mock_search.sh times, on the population it times it on: how fast it is
+ * is the bench's business (timed tests fail on a loaded machine), what it answers is ours. */
+Test(mock_pds, a_wildcard_history_search_among_20000_people_finds_the_one_person)
 {
     struct population *big;
-    double t0, per;
     json_t *body;
-    int i;
+    double score = 0;
 
-    if (timing_unreliable()) {
-        teardown(); /* a skipped test ends at once, without .fini */
-        cr_skip_test("timing is meaningless under valgrind or ASan");
-    }
     cr_assert_eq(population_generate(&big, 20000, 3), 0);
-    t0 = now_ms();
-    for (i = 0; i < 200; i++) {
-        run_search(big, "family=Smi*&given=Jane&birthdate=eq2010-10-22&_history=true", &body);
-        json_decref(body);
-    }
-    per = (now_ms() - t0) / 200;
-    cr_log_info("one search over 20,000 people: %.3f ms", per);
-    /* About 0.6 ms in a Debug build; the margin is for a busy machine. */
-    cr_assert_lt(per, 2.0, "%.3f ms per search", per);
+    cr_assert_eq(
+        run_search(big, "family=Smi*&given=Jane&birthdate=eq2010-10-22&_history=true", &body), 200);
+    cr_assert_str_eq(summarise(body, &score), "9000000009");
+    cr_assert_float_eq(score, 0.99, 1e-9, "one field matched through a wildcard");
+    json_decref(body);
     population_free(big);
 }

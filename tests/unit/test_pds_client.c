@@ -16,7 +16,6 @@
 #include "pdstrace/log.h"
 #include "pdstrace/macros.h"
 #include "pdstrace/metrics.h"
-#include "pdstrace/url.h"
 #include "test_util.h"
 #include "tls_util.h"
 
@@ -574,10 +573,16 @@ Test(pds_client, rate_limit_spaces_requests)
     cr_assert_eq(F.nrecs, 7);
     for (unsigned i = 0; i < 6; i++)
         cr_assert_eq(o[i].status, 0, "request %u: %s", i, err_name(o[i].status));
+    /* Arrivals are stamped by the server's thread, which a loaded machine may deschedule
+     * and then stamp two requests at once: one short gap is that, not a burst. A limiter
+     * that let bursts through would show a short gap every other request. */
+    unsigned short_gaps = 0;
     for (unsigned i = 1; i < 7; i++) {
         double gap = ms_between(F.recs[i - 1].at_ns, F.recs[i].at_ns);
-        cr_assert_geq(gap, 90.0, "requests %u and %u %.1f ms apart at 10/s", i - 1, i, gap);
+        if (gap < 90.0)
+            short_gaps++;
     }
+    cr_assert_leq(short_gaps, 1, "%u of 6 requests came less than 90 ms apart at 10/s", short_gaps);
     double span = ms_between(F.recs[1].at_ns, F.recs[6].at_ns);
     cr_assert_geq(span, 475.0, "six requests at 10/s within %.1f ms", span);
     cr_assert_lt(span, 1500.0, "six requests at 10/s took %.1f ms", span);
@@ -633,55 +638,6 @@ Test(pds_client, free_cancels_waiting_backing_off_and_in_flight)
     finish();
     for (unsigned i = 0; i < 3; i++)
         cr_assert_eq(o[i].calls, 1, "request %u called again after free", i);
-}
-
-/* ---- query encoding ---- */
-
-struct enc_case {
-    char name[24];
-    char value[48];
-    char want[128];
-};
-
-ParameterizedTestParameters(pds_client, query_append_encodes_values)
-{
-    static struct enc_case cases[] = {
-        {"family", "Smith", "family=Smith"},
-        {"family", "Smi*", "family=Smi%2A"},
-        {"family", "O'Brien", "family=O%27Brien"},
-        {"given", "Mary Ann", "given=Mary%20Ann"},
-        {"family", "Ren\xc3\xa9", "family=Ren%C3%A9"},
-        {"birthdate", "eq2010-10-22", "birthdate=eq2010-10-22"},
-        {"address-postalcode", "LS1 6AE", "address-postalcode=LS1%206AE"},
-        {"family", "a&b=c+d/e?f#g%", "family=a%26b%3Dc%2Bd%2Fe%3Ff%23g%25"},
-        {"x", "-._~", "x=-._~"},
-        {"x", "", "x="},
-    };
-    return cr_make_param_array(struct enc_case, cases, ARRAY_SIZE(cases));
-}
-
-ParameterizedTest(struct enc_case *c, pds_client, query_append_encodes_values)
-{
-    struct buf q;
-    buf_init(&q, 1024);
-    cr_assert_eq(url_query_append(&q, c->name, c->value), 0);
-    cr_assert_str_eq(buf_cstr(&q), c->want);
-    buf_free(&q);
-}
-
-/* One suite only: with these tests in a second suite, criterion 2.4.1's runner process
- * leaked 48 bytes at exit under --jobs=2, which fails the ASan run. */
-Test(pds_client, query_append_joins_with_ampersand_and_keeps_buffer_on_overflow)
-{
-    struct buf q;
-    buf_init(&q, 40);
-    cr_assert_eq(url_query_append(&q, "family", "Smith"), 0);
-    cr_assert_eq(url_query_append(&q, "given", "Jane"), 0);
-    cr_assert_str_eq(buf_cstr(&q), "family=Smith&given=Jane");
-    cr_assert_eq(url_query_append(&q, "address-postalcode", "LS1 6AE"), ERR_TOO_LARGE);
-    cr_assert_str_eq(buf_cstr(&q), "family=Smith&given=Jane");
-    cr_assert_eq(buf_len(&q), strlen("family=Smith&given=Jane"));
-    buf_free(&q);
 }
 
 /* ---- libcurl's own re-sends are charged to the rate budget ---- */
@@ -869,7 +825,7 @@ Test(pds_client, curl_resend_within_the_budget_counts_as_an_attempt)
     struct pds_client_config cfg = base_cfg();
     const char *lost = "op=\"search\",status=\"error\"";
     cfg.rate = 1e6;
-    cr_assert_eq(metrics_declare("pdstrace_pds_requests_total", METRICS_COUNTER, "test"), 0);
+    cr_assert_eq(metrics_new(&cfg.metrics), 0);
     raw_start(cfg);
 
     search("family=Smith&birthdate=eq2010-10-22", NULL, &o[0]);
@@ -880,9 +836,9 @@ Test(pds_client, curl_resend_within_the_budget_counts_as_an_attempt)
     cr_assert_eq(F.nrecs, 3);
     cr_assert_str_eq(F.recs[1].request_id, F.recs[2].request_id);
     cr_assert_eq(o[1].res.attempts, 2, "libcurl's re-send was not counted");
-    cr_assert_float_eq(metrics_value("pdstrace_pds_requests_total", lost), 1.0, 1e-9);
+    cr_assert_float_eq(metrics_value(cfg.metrics, "pdstrace_pds_requests_total", lost), 1.0, 1e-9);
     raw_finish();
-    metrics_reset();
+    metrics_free(cfg.metrics);
 }
 
 /* ---- TLS ---- */

@@ -178,38 +178,66 @@ static struct redis_conn *conn_new(const char *suffix, unsigned command_timeout_
     return conn_new_url(url, 500, command_timeout_ms, ping_interval_ms);
 }
 
+/* A condition the loop runs until: a connection state, or a client blocked in Redis. */
 struct waiter {
+    bool (*holds)(const struct waiter *w);
     struct redis_conn *rc;
     enum redis_conn_state state;
     bool equal;
+    redisContext *admin; /* a plain connection of the test's own, for INFO */
     bool done;
 };
 
 static void on_poll(uv_timer_t *t)
 {
     struct waiter *w = t->data;
-    if ((redis_conn_state(w->rc) == w->state) == w->equal)
+    if (w->holds(w))
         w->done = true;
 }
 
-/* Polls every few ms so that a short visit to a state is not missed. */
-static bool wait_state(struct redis_conn *rc, enum redis_conn_state state, bool equal, unsigned ms)
+/* Runs the loop until w holds or ms pass, asking every 2 ms so that a short visit to a
+ * state is not missed. */
+static bool wait_until_holds(struct waiter *w, unsigned ms)
 {
-    struct waiter w = {rc, state, equal, false};
     uv_timer_t t;
     uv_timer_init(&loop, &t);
-    t.data = &w;
+    t.data = w;
     uv_timer_start(&t, on_poll, 0, 2);
-    run_until(&loop, &w.done, ms);
+    run_until(&loop, &w->done, ms);
     uv_close((uv_handle_t *)&t, NULL);
     uv_run(&loop, UV_RUN_NOWAIT);
-    return w.done;
+    return w->done;
 }
 
-static void run_for(unsigned ms)
+static bool state_matches(const struct waiter *w)
 {
-    bool never = false;
-    run_until(&loop, &never, ms);
+    return (redis_conn_state(w->rc) == w->state) == w->equal;
+}
+
+static bool wait_state(struct redis_conn *rc, enum redis_conn_state state, bool equal, unsigned ms)
+{
+    struct waiter w = {.holds = state_matches, .rc = rc, .state = state, .equal = equal};
+    return wait_until_holds(&w, ms);
+}
+
+static bool client_blocked(const struct waiter *w)
+{
+    redisReply *r = redisCommand(w->admin, "INFO clients");
+    const char *at =
+        r != NULL && r->type == REDIS_REPLY_STRING ? strstr(r->str, "blocked_clients:") : NULL;
+    bool blocked = at != NULL && strtol(at + strlen("blocked_clients:"), NULL, 10) > 0;
+    freeReplyObject(r);
+    return blocked;
+}
+
+/* Returns once Redis reports a blocked client: the BLPOP just sent has reached it, and
+ * what is sent next queues behind it. */
+static void wait_blpop_arrived(void)
+{
+    struct waiter w = {.holds = client_blocked, .admin = redisConnect("127.0.0.1", srv.port)};
+    cr_assert(w.admin != NULL && w.admin->err == 0, "no admin connection to Redis");
+    cr_assert(wait_until_holds(&w, 2000), "the BLPOP never reached Redis");
+    redisFree(w.admin);
 }
 
 static struct redis_conn *connected(const char *suffix, unsigned command_timeout_ms,
@@ -289,19 +317,20 @@ Test(redis_conn, stop_and_restart)
     struct redis_conn *rc = connected("", 5000, 0);
     struct result blocked = {0}, late = {0};
     cr_assert_eq(redis_conn_command(rc, on_result, &blocked, "BLPOP %s 0", "t:list"), 0);
-    run_for(100);
+    wait_blpop_arrived();
     cr_assert_eq(redis_conn_pending(rc), 1);
     cr_assert_eq(redis_server_stop(&srv), 0);
     cr_assert(wait_state(rc, REDIS_CONN_CONNECTED, false, 1500), "still connected");
     cr_assert(run_until(&loop, &blocked.done, 500));
     cr_assert_eq(blocked.status, ERR_UNAVAILABLE, "status %s", err_name(blocked.status));
     cr_assert_eq(redis_conn_command(rc, on_result, &late, "PING"), ERR_UNAVAILABLE);
-    run_for(50);
-    cr_assert_eq(late.calls, 0);
     cr_assert_eq(redis_server_restart(&srv), 0);
     cr_assert(wait_state(rc, REDIS_CONN_CONNECTED, true, 2000), "did not reconnect");
     set_ok(rc, "t:k", "again");
     cr_assert_eq(blocked.calls, 1);
+    /* The loop has run through a reconnect and a command since: a refused command's
+     * callback would have had every chance to run. */
+    cr_assert_eq(late.calls, 0);
     finish(rc);
 }
 
@@ -354,7 +383,7 @@ Test(redis_conn, free_cancels_pending_commands)
     struct redis_conn *rc = connected("", 5000, 0);
     struct result r[4] = {{0}};
     cr_assert_eq(redis_conn_command(rc, on_result, &r[0], "BLPOP %s 0", "t:list"), 0);
-    run_for(100); /* BLPOP is on the wire; the next ones queue behind it */
+    wait_blpop_arrived();
     for (int i = 1; i < 4; i++)
         cr_assert_eq(redis_conn_command(rc, on_result, &r[i], "SET t:%d v", i), 0);
     cr_assert_eq(redis_conn_pending(rc), 4);
@@ -404,7 +433,7 @@ Test(redis_conn, free_from_inside_disconnect_callback)
     struct result first = {.rc = rc, .free_inside = true}, behind = {0};
     cr_assert_eq(redis_conn_command(rc, on_result, &first, "BLPOP %s 0", "t:list"), 0);
     cr_assert_eq(redis_conn_command(rc, on_result, &behind, "PING"), 0);
-    run_for(100);
+    wait_blpop_arrived();
     cr_assert_eq(redis_server_stop(&srv), 0);
     cr_assert(run_until(&loop, &first.done, 1500));
     cr_assert_eq(close_loop(&loop), 0);
@@ -558,12 +587,14 @@ static void meter_start(struct stall_meter *m)
     uv_timer_start(&m->timer, on_tick, 5, 5);
 }
 
-static unsigned meter_stop(struct stall_meter *m)
+/* Stops the meter and fails the test if the loop ever stood still. */
+static void assert_no_stall(struct stall_meter *m)
 {
     on_tick(&m->timer);
     uv_close((uv_handle_t *)&m->timer, NULL);
     uv_run(&loop, UV_RUN_NOWAIT);
-    return (unsigned)(m->max_gap_ns / 1000000);
+    unsigned gap = (unsigned)(m->max_gap_ns / 1000000);
+    cr_assert_lt(gap, 50, "the loop stood still for %u ms", gap);
 }
 
 static struct redis_conn *slow_conn(const char *host, unsigned connect_timeout_ms)
@@ -573,16 +604,23 @@ static struct redis_conn *slow_conn(const char *host, unsigned connect_timeout_m
     return conn_new_url(url, connect_timeout_ms, 0, 0);
 }
 
+/* Connects through the slow resolver within deadline_ms, and checks that the loop went
+ * on running meanwhile. */
+static struct redis_conn *connect_slowly(unsigned connect_timeout_ms, unsigned deadline_ms)
+{
+    struct stall_meter m;
+    meter_start(&m);
+    struct redis_conn *rc = slow_conn("slow.test", connect_timeout_ms);
+    cr_assert(wait_state(rc, REDIS_CONN_CONNECTED, true, deadline_ms), "never connected");
+    assert_no_stall(&m);
+    return rc;
+}
+
 Test(redis_dns, loop_runs_while_host_name_resolves)
 {
     if (!slow_dns())
         cr_skip_test("needs the slow_dns.c shim (ctest unit/test_redis_conn_slow_dns)");
-    struct stall_meter m;
-    meter_start(&m);
-    struct redis_conn *rc = slow_conn("slow.test", 3000);
-    cr_assert(wait_state(rc, REDIS_CONN_CONNECTED, true, 4000), "never connected");
-    unsigned gap = meter_stop(&m);
-    cr_assert_lt(gap, 50, "the loop stood still for %u ms", gap);
+    struct redis_conn *rc = connect_slowly(3000, 4000);
     set_ok(rc, "t:k", "v");
     finish(rc);
 }
@@ -591,13 +629,8 @@ Test(redis_dns, resolver_slower_than_connect_deadline_still_connects)
 {
     if (!slow_dns())
         cr_skip_test("needs the slow_dns.c shim (ctest unit/test_redis_conn_slow_dns)");
-    struct stall_meter m;
-    meter_start(&m);
     /* Every attempt times out before its lookup ends; the answer still gets used. */
-    struct redis_conn *rc = slow_conn("slow.test", 300);
-    cr_assert(wait_state(rc, REDIS_CONN_CONNECTED, true, 5000), "never connected");
-    unsigned gap = meter_stop(&m);
-    cr_assert_lt(gap, 50, "the loop stood still for %u ms", gap);
+    struct redis_conn *rc = connect_slowly(300, 5000);
     set_ok(rc, "t:k", "v");
     finish(rc);
 }
@@ -613,9 +646,30 @@ Test(redis_dns, unknown_host_is_a_failed_attempt)
     cr_assert(wait_state(rc, REDIS_CONN_CLOSED, true, 1500),
               "the failed lookup did not end the attempt");
     cr_assert_neq(redis_conn_state(rc), REDIS_CONN_CONNECTED);
-    unsigned gap = meter_stop(&m);
-    cr_assert_lt(gap, 50, "the loop stood still for %u ms", gap);
+    assert_no_stall(&m);
     finish(rc);
+}
+
+static void on_marker_work(uv_work_t *w)
+{
+    UNUSED(w);
+}
+
+static void on_marker_done(uv_work_t *w, int status)
+{
+    UNUSED(status);
+    *(bool *)w->data = true;
+}
+
+/* Returns once libuv's thread pool has taken every request queued before this call: it
+ * takes them in order, and the marker queued behind them has run. A lookup taken by a
+ * thread can no longer be cancelled. */
+static void wait_pool_took_queued(void)
+{
+    bool done = false;
+    uv_work_t marker = {.data = &done};
+    cr_assert_eq(uv_queue_work(&loop, &marker, on_marker_work, on_marker_done), 0);
+    cr_assert(run_until(&loop, &done, 2000), "the thread pool never ran the marker");
 }
 
 /* Freed while its lookup runs in a thread, and right after starting one (uv_cancel may or
@@ -625,7 +679,7 @@ Test(redis_dns, free_while_resolving)
     if (!slow_dns())
         cr_skip_test("needs the slow_dns.c shim (ctest unit/test_redis_conn_slow_dns)");
     struct redis_conn *running = slow_conn("slow.test", 3000);
-    run_for(50);
+    wait_pool_took_queued();
     struct redis_conn *fresh = slow_conn("slow.test", 3000);
     redis_conn_free(fresh);
     redis_conn_free(running);

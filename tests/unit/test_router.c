@@ -8,6 +8,7 @@
 
 #include "http_util.h"
 #include "pdstrace/err.h"
+#include "pdstrace/metrics.h"
 #include "test_util.h"
 
 /* A real server on a private loop in the main thread, with the router as its handler; a
@@ -36,9 +37,7 @@ struct ctx {
     char guard_roles[MAX_REQS][32];
     char guard_routes[MAX_REQS][64];
     unsigned nguard;
-    char observed[MAX_REQS][64];
-    int observed_status[MAX_REQS];
-    unsigned nobserved;
+    struct metrics *metrics; /* the server counts each answer by route and status */
 };
 
 static struct ctx T;
@@ -82,12 +81,12 @@ static int guard(struct http_exchange *x, const char *role, void *arg)
     return 0;
 }
 
-static void observe(const char *route, int status, double seconds)
+/* How many answers the server counted under route and status. */
+static double counted(const char *route, int status)
 {
-    unsigned i = T.nobserved++ % MAX_REQS;
-    (void)seconds;
-    snprintf(T.observed[i], sizeof(T.observed[i]), "%s", route);
-    T.observed_status[i] = status;
+    char labels[128];
+    snprintf(labels, sizeof(labels), "route=\"%s\",status=\"%d\"", route, status);
+    return metrics_value(T.metrics, "pdstrace_http_requests_total", labels);
 }
 
 static void on_async(uv_async_t *a)
@@ -129,7 +128,7 @@ static void run(const struct req *reqs, size_t n)
     cr_assert_eq(router_new(&T.router), 0);
     add_routes(T.router);
     router_set_guard(T.router, guard, &T);
-    http_server_set_observer(observe);
+    cr_assert_eq(metrics_new(&T.metrics), 0);
     struct http_server_config cfg = {
         .host = "127.0.0.1",
         .max_header_bytes = 8192,
@@ -140,6 +139,7 @@ static void run(const struct req *reqs, size_t n)
         .max_connections = 16,
         .handler = router_dispatch,
         .handler_arg = T.router,
+        .metrics = T.metrics,
     };
     cr_assert_eq(http_server_new(&T.srv, &T.loop, &cfg), 0);
     T.port = http_server_port(T.srv);
@@ -160,7 +160,7 @@ static void finish(void)
         http_reply_free(&T.replies[i]);
     http_server_free(T.srv);
     router_free(T.router);
-    http_server_set_observer(NULL);
+    metrics_free(T.metrics);
     uv_close((uv_handle_t *)&T.async, NULL);
     cr_assert_eq(close_loop(&T.loop), 0);
 }
@@ -233,7 +233,7 @@ Test(router, literal_and_param_routes)
     cr_assert_str_eq(T.guard_routes[2], "/v1/objections/{case_id}/{nhs}");
     cr_assert_str_eq(T.guard_roles[0], "(none)");
     cr_assert_str_eq(T.guard_routes[1], "/v1/items/{id}");
-    cr_assert_str_eq(T.observed[1], "/v1/items/{id}");
+    cr_assert_eq(counted("/v1/items/{id}", T.replies[1].status), 1);
     finish();
 }
 
@@ -259,9 +259,9 @@ Test(router, not_found_method_not_allowed_and_bad_encoding)
     cr_assert_not_null(http_reply_header(&T.replies[6], "Allow", allow, sizeof(allow)));
     cr_assert_str_eq(allow, "GET");
     cr_assert_eq(T.nguard, 0, "the guard ran for an unmatched request");
-    cr_assert_str_eq(T.observed[0], "unmatched");
-    cr_assert_eq(T.observed_status[0], 404);
-    cr_assert_str_eq(T.observed[3], "unmatched");
+    cr_assert_eq(counted("unmatched", 404), 3);
+    cr_assert_eq(counted("unmatched", 405), 2);
+    cr_assert_eq(counted("unmatched", 400), 2);
     finish();
 }
 
@@ -287,8 +287,8 @@ Test(router, guard_blocks_or_passes_with_the_route_role)
         cr_assert_str_eq(T.guard_roles[i], "admin");
     cr_assert_str_eq(T.guard_routes[3], "/v1/items/{id}");
     /* A request the guard refused still counts under its route. */
-    cr_assert_str_eq(T.observed[0], "/admin");
-    cr_assert_eq(T.observed_status[0], 401);
+    cr_assert_eq(counted("/admin", 401), 2);
+    cr_assert_eq(counted("/v1/items/{id}", 401), 1);
     finish();
 }
 

@@ -19,6 +19,7 @@
 #include "pdstrace/macros.h"
 #include "pdstrace/pds_client.h"
 #include "test_util.h"
+#include "tls_util.h"
 
 /* A fake OAuth2 token endpoint (and a small PDS for the 401 tests) on the project's own
  * http_server, on the test's private loop. The endpoint verifies every client assertion
@@ -300,7 +301,7 @@ static void start_server(void)
 static void start(struct token_config cfg)
 {
     start_server();
-    cr_assert_eq(token_source_new(&T.ts, &T.loop, T.http, &cfg), 0);
+    cr_assert_eq(token_source_new(&T.ts, &T.loop, T.http, &cfg, NULL), 0);
 }
 
 static void finish(void)
@@ -353,7 +354,7 @@ static void run_ms(unsigned ms)
 /* Like run_until, but in 10 ms slices: run_until's UV_RUN_ONCE would sit in the poll
  * phase until its deadline when the flag is set from a timer callback (our tokens are
  * handed over from a 0 ms timer) and no socket wakes the loop. */
-static bool wait_for(const bool *flag, unsigned deadline_ms)
+static bool wait_flag(const bool *flag, unsigned deadline_ms)
 {
     for (unsigned waited = 0; !*flag && waited < deadline_ms; waited += 10) {
         bool tick = false;
@@ -365,7 +366,7 @@ static bool wait_for(const bool *flag, unsigned deadline_ms)
 static void wait_got(struct got *g, unsigned n)
 {
     for (unsigned i = 0; i < n; i++)
-        cr_assert(wait_for(&g[i].done, 5000), "token %u never arrived", i);
+        cr_assert(wait_flag(&g[i].done, 5000), "token %u never arrived", i);
 }
 
 /* ---- tests ---- */
@@ -516,19 +517,98 @@ Test(token, endpoint_5xx_is_upstream_failure)
     finish();
 }
 
-Test(token, bad_key_is_a_config_error)
+/* token_source_new refuses cfg with ERR_CONFIG, naming want_field and a reason that holds
+ * want_reason. */
+static void expect_refused(const struct token_config *cfg, const char *want_field,
+                           const char *want_reason)
+{
+    struct token_source *ts = NULL;
+    struct token_config_error why;
+    cr_assert_eq(token_source_new(&ts, &T.loop, T.http, cfg, &why), ERR_CONFIG);
+    cr_assert_null(ts);
+    cr_assert_str_eq(why.field, want_field);
+    cr_assert_not_null(why.reason);
+    cr_assert(strstr(why.reason, want_reason) != NULL, "%s: %s", why.field, why.reason);
+}
+
+Test(token, bad_key_is_a_config_error_that_says_why)
 {
     struct token_config cfg;
-    struct token_source *ts = NULL;
+    char path[128], pub[128];
     start_server();
     cfg = token_cfg();
     cfg.key_file = T.pub_path; /* a public key cannot sign */
-    cr_assert_eq(token_source_new(&ts, &T.loop, T.http, &cfg), ERR_CONFIG);
+    expect_refused(&cfg, "key_file", "no PEM private key");
     cfg.key_file = "/nonexistent/key.pem";
-    cr_assert_eq(token_source_new(&ts, &T.loop, T.http, &cfg), ERR_CONFIG);
+    expect_refused(&cfg, "key_file", "does not exist");
+    snprintf(path, sizeof(path), "%s/small.pem", T.dir);
+    snprintf(pub, sizeof(pub), "%s/small-pub.pem", T.dir);
+    cr_assert_eq(tls_rsa_pair_write(path, pub, 1024), 0);
+    cfg.key_file = path;
+    expect_refused(&cfg, "key_file", "fewer than 2048 bits");
+    EVP_PKEY *ec = EVP_EC_gen("P-256");
+    cr_assert_eq(tls_pem_write(path, ec, true), 0);
+    EVP_PKEY_free(ec);
+    expect_refused(&cfg, "key_file", "not an RSA key");
+    unlink(path);
+    unlink(pub);
+    finish();
+}
+
+Test(token, missing_setting_is_named)
+{
+    struct token_config cfg;
+    start_server();
     cfg = token_cfg();
     cfg.client_id = "";
-    cr_assert_eq(token_source_new(&ts, &T.loop, T.http, &cfg), ERR_CONFIG);
+    expect_refused(&cfg, "client_id", "is required");
+    cfg = token_cfg();
+    cfg.kid = NULL;
+    expect_refused(&cfg, "kid", "is required");
+    cfg = token_cfg();
+    cfg.token_url = "";
+    expect_refused(&cfg, "token_url", "is required");
+    cfg = token_cfg();
+    cfg.key_file = "";
+    expect_refused(&cfg, "key_file", "is required");
+    finish();
+}
+
+/* While it has no token, a source kept warm asks the endpoint by itself, again and again
+ * while that fails, and no more once it has one; freed, it asks no more. */
+Test(token, keep_warm_fetches_until_healthy_and_stops_when_freed)
+{
+    T.dflt = (struct tstep){.status = 503};
+    start(token_cfg());
+    cr_assert_eq(token_source_keep_warm(T.ts, 0), ERR_INVALID_INPUT);
+    cr_assert_eq(token_source_keep_warm(T.ts, 200), 0);
+    run_ms(60);
+    cr_assert_eq(T.nexch, 1, "%u exchanges before the first interval", T.nexch);
+    run_ms(500);
+    cr_assert_geq(T.nexch, 3, "only %u exchanges while failing", T.nexch);
+    cr_assert_not(token_source_healthy(T.ts));
+
+    T.dflt = (struct tstep){.status = 200, .expires_in = "599"};
+    for (unsigned i = 0; i < 50 && token_peek(T.ts) == NULL; i++)
+        run_ms(20);
+    cr_assert_str_empty(T.bad, "token endpoint: %s", T.bad);
+    cr_assert_not_null(token_peek(T.ts), "no token fetched");
+    cr_assert(token_source_healthy(T.ts));
+    unsigned n = T.nexch;
+    run_ms(500);
+    cr_assert_eq(T.nexch, n, "fetched again while healthy");
+
+    token_invalidate(T.ts, token_peek(T.ts));
+    T.dflt = (struct tstep){.status = 503};
+    struct got g;
+    get(&g);
+    wait_got(&g, 1);
+    cr_assert_not(token_source_healthy(T.ts));
+    n = T.nexch;
+    token_source_free(T.ts);
+    T.ts = NULL;
+    run_ms(500);
+    cr_assert_eq(T.nexch, n, "a freed source fetched again");
     finish();
 }
 
@@ -594,7 +674,7 @@ Test(token, pds_401_refreshes_the_token_and_retries_once)
     cr_assert_eq(pds_client_search(T.pc, "family=Smith&birthdate=eq2010-10-22",
                                    &(struct pds_call){.correlation_id = "t-9"}, on_pds, &a),
                  0);
-    cr_assert(wait_for(&a.done, 5000));
+    cr_assert(wait_flag(&a.done, 5000));
     cr_assert_eq(a.status, 0, "status %s", err_name(a.status));
     cr_assert_eq(a.calls, 1);
     cr_assert_eq(a.res.result.kind, FHIR_SEARCH_ONE);
@@ -615,7 +695,7 @@ Test(token, pds_401_twice_is_rejected_after_one_retry)
 
     cr_assert_eq(pds_client_search(T.pc, "family=Smith&birthdate=eq2010-10-22", NULL, on_pds, &a),
                  0);
-    cr_assert(wait_for(&a.done, 5000));
+    cr_assert(wait_flag(&a.done, 5000));
     run_ms(200);
     cr_assert_eq(a.status, ERR_UPSTREAM_REJECTED, "status %s", err_name(a.status));
     cr_assert_eq(a.res.http_status, 401);
@@ -633,7 +713,7 @@ Test(token, pds_fails_when_no_token_can_be_had)
     for (unsigned i = 0; i < 2; i++)
         cr_assert_eq(
             pds_client_search(T.pc, "family=Smith&birthdate=eq2010-10-22", NULL, on_pds, &a[i]), 0);
-    cr_assert(wait_for(&a[1].done, 5000));
+    cr_assert(wait_flag(&a[1].done, 5000));
     for (unsigned i = 0; i < 2; i++)
         cr_assert_eq(a[i].status, ERR_UPSTREAM, "search %u: %s", i, err_name(a[i].status));
     cr_assert_eq(T.npds, 0, "PDS called without a token");

@@ -1,0 +1,57 @@
+#ifndef PDS_TRACE_TRACE_RESULT_H
+#define PDS_TRACE_TRACE_RESULT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* What a trace found (DESIGN.md §3), and its two written forms: the members of the answer
+ * to POST /v1/trace, and the cached value. Pure. */
+enum trace_outcome {
+    TRACE_MATCHED,
+    TRACE_POTENTIAL_MATCH,
+    TRACE_NO_MATCH,
+    TRACE_MULTIPLE_MATCHES,
+    TRACE_OBJECTION,
+};
+
+enum trace_source {
+    TRACE_SOURCE_PDS,
+    TRACE_SOURCE_CACHE,
+};
+
+/* The cached value and the body of POST /v1/trace share it. */
+struct trace_result {
+    enum trace_outcome outcome;
+    char nhs_number[11];      /* "" unless matched or potential_match */
+    double score;             /* PDS score of the accepted candidate; < 0 when none */
+    bool restricted;          /* meta.security R or V */
+    char superseded_from[11]; /* the held number PDS replaced, "" when none */
+    bool deceased;            /* PDS holds a death notice (deceasedDateTime) */
+    enum trace_source source;
+    unsigned steps; /* PDS requests made; 0 on cache hit or objection */
+};
+
+struct buf;
+
+/* "matched", "potential_match", "no_match", "multiple_matches", "objection"; "unknown" for
+ * a value outside the enum. Never NULL. */
+const char *trace_outcome_name(enum trace_outcome o);
+/* Returns 0 or ERR_INVALID_INPUT. */
+int trace_outcome_parse(const char *name, enum trace_outcome *out);
+
+/* Appends the members "outcome","nhs_number","score","restricted","superseded_from",
+ * "deceased","source","steps" of the answer of DESIGN.md §3 (JSON, without the braces, null for
+ * absent values). Every value comes from a fixed vocabulary or is a number, so no escaping is
+ * needed. Returns 0 or a buf error. */
+int trace_result_format(const struct trace_result *r, struct buf *out);
+
+/* The cached form: a short versioned line ("2|matched|9000000009|1|0||0|2": outcome,
+ * number, score, restricted, superseded_from, deceased, steps). Returns 0 or a buf error. */
+int trace_result_encode(const struct trace_result *r, struct buf *out);
+
+/* The reverse; checks every field (a valid NHS number, a score in 0..1...). Returns 0 or
+ * ERR_PARSE, also for a value of an older version (it lacks fields: the caller traces
+ * again). s need not be NUL-terminated. */
+int trace_result_decode(const char *s, size_t len, struct trace_result *out);
+
+#endif
