@@ -18,12 +18,14 @@
 #include "pdstrace/log.h"
 #include "pdstrace/macros.h"
 #include "pdstrace/metrics.h"
+#include "pdstrace/objections.h"
 #include "pdstrace/pds_client.h"
 #include "pdstrace/redis_conn.h"
 #include "pdstrace/router.h"
 #include "pdstrace/tls_files.h"
 #include "pdstrace/token.h"
 #include "pdstrace/trace.h"
+#include "pdstrace/writeback.h"
 
 /* How often the token source tries again while readiness lacks a PDS token. */
 #define TOKEN_WARM_INTERVAL_MS 2000u
@@ -38,7 +40,11 @@ struct app {
     struct token_source *tokens;
     struct pds_client *pds;
     struct cache *cache;
+    struct objections *objections;
     struct trace_service *traces;
+    struct writeback_queue *writebacks;
+    struct redis_conn *worker_redis; /* the write-back worker's blocking reads */
+    struct writeback_worker *worker; /* NULL without case.base_url */
     struct router *router;
     struct http_server *server;
     struct api_context api;
@@ -146,40 +152,153 @@ static int start_pds(struct app *app, char *err, size_t n)
     return e;
 }
 
-/* The cache and the trace service over it. The secret never stays in memory: only the
- * keys derived from it do. */
-static int start_traces(struct app *app, char *err, size_t n)
+/* The secret file, which every key of the store derives from. */
+static int load_secret(const struct config *c, struct buf *secret, char *err, size_t n)
 {
-    const struct config *c = &app->cfg;
-    struct buf secret;
-    if (c->secret_file[0] == '\0' || crypto_load_secret(c->secret_file, &secret) != 0) {
+    if (c->secret_file[0] == '\0' || crypto_load_secret(c->secret_file, secret) != 0) {
         snprintf(err, n, "PDS_TRACE_SECRET_FILE (secret_file) %s: %s", c->secret_file,
                  c->secret_file[0] ? "must be a readable file of at least 32 bytes"
                                    : "is required (a file of at least 32 bytes)");
         return ERR_CONFIG;
     }
+    return 0;
+}
+
+static int start_cache(struct app *app, const struct buf *secret)
+{
+    const struct config *c = &app->cfg;
     struct cache_config cc = {c->redis.key_prefix, c->cache.ttl_s, c->cache.negative_ttl_s,
                               app->metrics};
-    int e = cache_new(&app->cache, app->redis, buf_cstr(&secret), buf_len(&secret), &cc);
+    return cache_new(&app->cache, app->redis, buf_cstr(secret), buf_len(secret), &cc);
+}
+
+static int start_objections(struct app *app, const struct buf *secret)
+{
+    const struct config *c = &app->cfg;
+    struct objections_config oc = {c->redis.key_prefix, c->objections.max_staleness_ms,
+                                   app->metrics};
+    return objections_new(&app->objections, app->loop, app->redis, buf_cstr(secret),
+                          buf_len(secret), &oc);
+}
+
+/* The write-back settings as the queue and the worker take them; token may be NULL. */
+static struct writeback_config writeback_settings(const struct app *app, const char *token)
+{
+    const struct config *c = &app->cfg;
+    return (struct writeback_config){
+        .prefix = c->redis.key_prefix,
+        .base_url = c->case_system.base_url,
+        .token = token,
+        .tls = upstream_tls(c->case_system.ca_file, c->case_system.client_cert_file,
+                            c->case_system.client_key_file),
+        .timeout_ms = c->case_system.timeout_ms,
+        .concurrency = c->case_system.concurrency,
+        .retry_initial_ms = c->case_system.retry_initial_ms,
+        .retry_max_ms = c->case_system.retry_max_ms,
+        .reclaim_idle_ms = c->case_system.reclaim_idle_ms,
+        .max_age_s = c->case_system.max_age_s,
+        .metrics = app->metrics,
+    };
+}
+
+/* The write-back queue, sealing numbers with a key derived from the secret. */
+static int start_writeback(struct app *app, const struct buf *secret)
+{
+    struct writeback_config wc = writeback_settings(app, NULL);
+    return writeback_queue_new(&app->writebacks, app->redis, buf_cstr(secret), buf_len(secret),
+                               &wc);
+}
+
+/* The cache, the objection registry and the trace service over them. The secret never
+ * stays in memory: only the keys derived from it do. */
+static int start_traces(struct app *app, char *err, size_t n)
+{
+    const struct config *c = &app->cfg;
+    struct buf secret;
+    int e = load_secret(c, &secret, err, n);
+    if (e)
+        return e;
+    e = start_cache(app, &secret);
+    e = e ? e : start_objections(app, &secret);
+    e = e ? e : start_writeback(app, &secret);
     buf_wipe(&secret);
     if (e)
         return e;
     struct trace_service_config tc = {
-        {{c->match.accept_score, c->match.review_score}, c->pds.fuzzy, c->pds.history},
-        c->pds.deadline_ms};
+        .cascade = {{c->match.accept_score, c->match.review_score}, c->pds.fuzzy, c->pds.history},
+        .deadline_ms = c->pds.deadline_ms,
+        .objections = app->objections,
+    };
     return trace_service_new(&app->traces, app->pds, app->cache, &tc);
+}
+
+/* objections_check, as the worker asks it just before every delivery. */
+static int writeback_withheld(void *arg, const char *case_id, const char *nhs_number)
+{
+    return objections_check(arg, case_id, nhs_number);
+}
+
+/* The worker's own connection: a blocked read must never hold up the service's commands,
+ * and its deadline must outlast the block. */
+static int start_worker_redis(struct app *app)
+{
+    struct redis_conn_config rc = {
+        .url = app->cfg.redis.url,
+        .connect_timeout_ms = app->cfg.redis.connect_timeout_ms,
+        .command_timeout_ms = app->cfg.redis.command_timeout_ms + WRITEBACK_READ_BLOCK_MS,
+    };
+    return redis_conn_new(&app->worker_redis, app->loop, &rc);
+}
+
+/* The delivery worker, only when there is a case system to deliver to. The token is
+ * wiped once the worker has its copy, and never logged. */
+static int start_writeback_worker(struct app *app, char *err, size_t n)
+{
+    const struct config *c = &app->cfg;
+    struct buf token;
+    if (c->case_system.base_url[0] == '\0') {
+        log_msgf(LOG_LEVEL_WARN, NULL,
+                 "case.base_url is not set: traces that ask for a "
+                 "write-back answer write_back \"failed\"");
+        return 0;
+    }
+    buf_init(&token, 1);
+    if (c->case_system.token_file[0] != '\0' &&
+        writeback_token_load(c->case_system.token_file, &token) != 0) {
+        snprintf(err, n, "PDS_TRACE_CASE_TOKEN_FILE (case.token_file) %s: %s",
+                 c->case_system.token_file, "must be a readable file holding one token");
+        return ERR_CONFIG;
+    }
+    struct writeback_config wc = writeback_settings(app, buf_cstr(&token));
+    int e = start_worker_redis(app);
+    e = e ? e
+          : writeback_worker_new(&app->worker, app->loop, app->http, app->worker_redis,
+                                 app->writebacks, writeback_withheld, app->objections, &wc);
+    buf_wipe(&token);
+    return e;
 }
 
 static int start_routes(struct app *app)
 {
-    app->api = (struct api_context){&app->cfg,   app->redis,  app->http,   app->keys,
-                                    app->traces, app->tokens, app->metrics};
+    app->api = (struct api_context){
+        .cfg = &app->cfg,
+        .redis = app->redis,
+        .http = app->http,
+        .keys = app->keys,
+        .traces = app->traces,
+        .tokens = app->tokens,
+        .metrics = app->metrics,
+        .objections = app->objections,
+        .writebacks = app->writebacks,
+    };
     int err = router_new(&app->router);
     if (err)
         return err;
     router_set_guard(app->router, api_guard, &app->api);
     err = api_health_register(app->router, &app->api);
     err = err ? err : api_trace_register(app->router, &app->api);
+    err = err ? err : api_objections_register(app->router, &app->api);
+    err = err ? err : api_writebacks_register(app->router, &app->api);
     return err ? err : api_admin_register(app->router, &app->api);
 }
 
@@ -261,6 +380,7 @@ int app_new(struct app **out, uv_loop_t *loop, const struct config *cfg, char *e
     e = e ? e : start_redis(app);
     e = e ? e : start_pds(app, err, err_size);
     e = e ? e : start_traces(app, err, err_size);
+    e = e ? e : start_writeback_worker(app, err, err_size);
     e = e ? e : start_routes(app);
     e = e ? e : start_server(app, err, err_size);
     if (!e)
@@ -280,8 +400,16 @@ static void close_all(struct app *app)
     app->tokens = NULL;
     http_server_free(app->server);
     app->server = NULL;
+    /* The worker before the client and the connections it uses: what it has in flight
+     * stays pending in Redis and is reclaimed after a restart. */
+    writeback_worker_free(app->worker);
+    app->worker = NULL;
     http_client_free(app->http);
     app->http = NULL;
+    objections_free(app->objections);
+    app->objections = NULL;
+    redis_conn_free(app->worker_redis);
+    app->worker_redis = NULL;
     redis_conn_free(app->redis);
     app->redis = NULL;
     if (!uv_is_closing((uv_handle_t *)&app->sigterm))
@@ -321,6 +449,7 @@ void app_free(struct app *app)
         return;
     trace_service_free(app->traces);
     cache_free(app->cache);
+    writeback_queue_free(app->writebacks);
     apikeys_free(app->keys);
     router_free(app->router);
     metrics_free(app->metrics);

@@ -75,10 +75,18 @@ struct config {
         char base_url[CONFIG_STR_MAX];
         char token_file[CONFIG_STR_MAX];
         unsigned max_age_s;
+        unsigned timeout_ms;
+        unsigned concurrency;
+        unsigned retry_initial_ms;
+        unsigned retry_max_ms;
+        unsigned reclaim_idle_ms;
         char ca_file[CONFIG_STR_MAX];
         char client_cert_file[CONFIG_STR_MAX];
         char client_key_file[CONFIG_STR_MAX];
     } case_system;
+    struct {
+        unsigned max_staleness_ms;
+    } objections;
 };
 
 /* Fills every setting with its built-in default. */

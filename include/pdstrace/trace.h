@@ -16,10 +16,15 @@ struct trace_result;
 
 struct trace_service_config {
     struct cascade_options cascade;
-    unsigned deadline_ms; /* one trace with PDS, every step and retry included; 0: 30 s */
+    unsigned deadline_ms;          /* one trace with PDS, every step and retry included; 0: 30 s */
+    struct objections *objections; /* borrowed, outlives the service; NULL: none recorded */
 };
 
-/* status 0: r holds the result. Otherwise the trace failed: ERR_UPSTREAM or ERR_UPSTREAM_TLS
+/* status 0: r holds the result; a result carrying a number the person objected to comes
+ * as outcome objection, the number withheld (the true result is still cached: objections
+ * are checked again on every answer, from the cache or not). Otherwise the trace failed:
+ * ERR_OBJECTIONS_UNAVAILABLE (it would give a number, and the objection registry is not
+ * confirmed current), or ERR_UPSTREAM or ERR_UPSTREAM_TLS
  * (PDS unavailable after retries), ERR_UPSTREAM_TIMEOUT (also: the trace's deadline
  * passed), ERR_UPSTREAM_REJECTED (PDS refused our request, or gave an answer that is none
  * of the ones it gives; detail says what came back, e.g. "the search: OperationOutcome
@@ -52,7 +57,9 @@ void trace_service_free(struct trace_service *svc);
 void trace_service_shutdown(struct trace_service *svc);
 
 /* Starts a trace of d (copied). Returns 0 and calls call->cb exactly once later, or returns
- * <0 and never calls it. */
+ * <0 and never calls it: ERR_OBJECTION when d's case_id is under objection (nothing is
+ * sent to PDS, nothing cached; answer outcome objection), ERR_OBJECTIONS_UNAVAILABLE when
+ * d has a case_id and the registry is not confirmed current. */
 int trace_run(struct trace_service *svc, const struct demographics *d,
               const struct trace_call *call);
 

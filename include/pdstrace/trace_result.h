@@ -32,6 +32,28 @@ struct trace_result {
 };
 
 struct buf;
+struct demographics;
+
+/* What became of a trace's write-back to the case system (DESIGN.md §3 "write_back"). */
+enum trace_write_back {
+    TRACE_WB_NOT_REQUESTED, /* no case_id, "write_back": false, or nothing to write */
+    TRACE_WB_QUEUED,        /* in the durable queue */
+    TRACE_WB_WITHHELD,      /* an objection, or a potential match (never written) */
+    TRACE_WB_UNCHANGED,     /* the held number was confirmed: nothing to write */
+    TRACE_WB_FAILED,        /* the number is answered but could not be queued */
+};
+
+/* "not_requested", "queued", "withheld", "unchanged", "failed". Never NULL. */
+const char *trace_write_back_name(enum trace_write_back w);
+
+/* What a trace's answer r for the request d means for its write-back: TRACE_WB_QUEUED
+ * means "queue it now" (the caller answers queued or failed by how that goes). Pure. */
+enum trace_write_back trace_write_back_plan(const struct demographics *d,
+                                            const struct trace_result *r);
+
+/* Hides what r says about the person and marks it an objection: what a trace answers
+ * when the person objected (by case or by number). steps and source are kept. */
+void trace_result_withhold(struct trace_result *r);
 
 /* "matched", "potential_match", "no_match", "multiple_matches", "objection"; "unknown" for
  * a value outside the enum. Never NULL. */

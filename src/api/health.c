@@ -7,8 +7,10 @@
 #include "pdstrace/err.h"
 #include "pdstrace/macros.h"
 #include "pdstrace/metrics.h"
+#include "pdstrace/objections.h"
 #include "pdstrace/redis_conn.h"
 #include "pdstrace/token.h"
+#include "pdstrace/writeback.h"
 
 /* Liveness: answering at all proves the loop turns. */
 static void healthz(struct http_exchange *x, const struct route_params *p, void *arg)
@@ -23,8 +25,29 @@ static const char *redis_check(const struct api_context *ctx)
     return redis_conn_state(ctx->redis) == REDIS_CONN_CONNECTED ? "ok" : "unavailable";
 }
 
-/* Readiness: Redis answers and PDS auth can be had. The connection's heartbeat PING with
- * its deadline keeps the state honest, so a frozen Redis shows here within seconds. */
+/* The write-back backlog as the worker last saw it. Never a reason to be unready: while
+ * the case system is down the queue absorbs the write-backs, and traces must go on. */
+static json_t *writeback_check(const struct api_context *ctx)
+{
+    uint64_t depth;
+    double oldest;
+    writeback_queue_last_backlog(ctx->writebacks, &depth, &oldest);
+    return json_pack("{s:s, s:I, s:f}", "status", ctx->writebacks != NULL ? "ok" : "not_configured",
+                     "depth", (json_int_t)depth, "oldest_pending_s", oldest);
+}
+
+/* An instance whose copy of the objections is not confirmed current would answer every
+ * trace that finds a number with 503 (it fails closed): it is not ready for traffic. */
+static const char *objections_state(const struct api_context *ctx)
+{
+    if (ctx->objections == NULL)
+        return "not_configured";
+    return objections_current(ctx->objections) ? "ok" : "unavailable";
+}
+
+/* Readiness: Redis answers, the objections are current and PDS auth can be had. The connection's
+ * heartbeat PING with its deadline keeps the state honest, so a frozen Redis shows here within
+ * seconds. */
 static void readyz(struct http_exchange *x, const struct route_params *p, void *arg)
 {
     (void)p;
@@ -33,10 +56,13 @@ static void readyz(struct http_exchange *x, const struct route_params *p, void *
     const char *auth = ctx->tokens == NULL                 ? "not_required"
                        : token_source_healthy(ctx->tokens) ? "ok"
                                                            : "unavailable";
-    int ok = strcmp(redis, "ok") == 0 && strcmp(auth, "unavailable") != 0;
-    api_respond_json(x, ok ? 200 : 503,
-                     json_pack("{s:s, s:{s:s, s:s}}", "status", ok ? "ok" : "degraded", "checks",
-                               "redis", redis, "pds_auth", auth));
+    const char *objections = objections_state(ctx);
+    int ok = strcmp(redis, "ok") == 0 && strcmp(auth, "unavailable") != 0 &&
+             strcmp(objections, "unavailable") != 0;
+    json_t *body = json_pack("{s:s, s:{s:s, s:s, s:s}}", "status", ok ? "ok" : "degraded", "checks",
+                             "redis", redis, "pds_auth", auth, "objections", objections);
+    json_object_set_new(json_object_get(body, "checks"), "writeback", writeback_check(ctx));
+    api_respond_json(x, ok ? 200 : 503, body);
 }
 
 static const struct metrics_family families[] = {

@@ -14,17 +14,18 @@
 #include "pdstrace/metrics.h"
 #include "pdstrace/trace.h"
 #include "pdstrace/trace_result.h"
+#include "pdstrace/writeback.h"
 
 /* One POST /v1/trace in flight. It holds the exchange until it answers; if the caller has
  * gone by then the server drops the answer, but the trace itself still completes. */
 struct trace_request {
     struct http_exchange *x;
+    const struct api_context *ctx;
     char trace_id[CRYPTO_UUID_SIZE];
-    char case_id[65];
     char purpose[201];
     const char *caller;
-    const struct config *cfg;
-    struct metrics *metrics;
+    struct demographics wb; /* only what the write-back needs: case_id, nhs_number, write_back */
+    struct trace_result result;
 };
 
 static void today_utc(char out[11])
@@ -35,26 +36,33 @@ static void today_utc(char out[11])
     strftime(out, 11, "%Y-%m-%d", &tm);
 }
 
-static void audit(const struct trace_request *t, const char *outcome, unsigned steps,
-                  const char *source)
+/* The audit line and the outcome count of every answered trace; r is NULL when it failed. */
+static void record(const struct trace_request *t, const struct trace_result *r, const char *wb)
 {
+    const char *outcome = r != NULL ? trace_outcome_name(r->outcome) : "error";
+    const char *source = r != NULL && r->source == TRACE_SOURCE_CACHE ? "cache" : "pds";
+    char labels[64];
+    snprintf(labels, sizeof(labels), "outcome=\"%s\"", outcome);
+    metrics_inc(t->ctx->metrics, "pdstrace_trace_outcomes_total", labels, 1);
     const struct log_field f[] = {
-        {"event", "trace", 0},      {"caller", t->caller, 0},     {"purpose", t->purpose, 0},
-        {"case_id", t->case_id, 0}, {"outcome", outcome, 0},      {"steps", NULL, steps},
-        {"source", source, 0},      {"trace_id", t->trace_id, 0},
+        {"event", "trace", 0},        {"caller", t->caller, 0},
+        {"purpose", t->purpose, 0},   {"case_id", t->wb.case_id, 0},
+        {"outcome", outcome, 0},      {"steps", NULL, r != NULL ? r->steps : 0},
+        {"source", source, 0},        {"write_back", wb, 0},
+        {"trace_id", t->trace_id, 0},
     };
     log_fields(LOG_LEVEL_INFO, http_exchange_request_id(t->x), "audit", f, ARRAY_SIZE(f));
 }
 
 /* Written by hand rather than through jansson: this is the hot path of a cached trace,
  * and every value is an id, a name from a fixed vocabulary or a number. */
-static void answer(struct trace_request *t, const struct trace_result *r)
+static void answer(struct trace_request *t, const struct trace_result *r, const char *wb)
 {
     struct buf b;
     buf_init(&b, 1024);
     int err = buf_appendf(&b, "{\"trace_id\":\"%s\",", t->trace_id);
     err = err ? err : trace_result_format(r, &b);
-    err = err ? err : buf_append_str(&b, ",\"write_back\":\"not_requested\"}");
+    err = err ? err : buf_appendf(&b, ",\"write_back\":\"%s\"}", wb);
     if (err)
         http_exchange_respond_err(t->x, err, NULL, NULL);
     else
@@ -80,29 +88,76 @@ static void fail(struct trace_request *t, int status, const char *detail)
         snprintf(msg, sizeof(msg), "PDS refused %s", detail[0] ? detail : "the request");
     else if (status == ERR_RATE_LIMITED)
         snprintf(msg, sizeof(msg), "too many traces are waiting for PDS: retry later");
+    else if (status == ERR_OBJECTIONS_UNAVAILABLE)
+        snprintf(msg, sizeof(msg), "objections could not be confirmed current: no number given");
+    else if (status == ERR_UNAVAILABLE)
+        snprintf(msg, sizeof(msg), "Redis is unavailable");
     else if (err_http_status(status) == 503)
         snprintf(msg, sizeof(msg), "PDS is unavailable: %s", err_str(status));
     else
         snprintf(msg, sizeof(msg), "%s", err_str(status));
     if (status == ERR_RATE_LIMITED)
-        add_retry_after(t->x, t->cfg);
+        add_retry_after(t->x, t->ctx->cfg);
     http_exchange_respond_err(t->x, status, NULL, msg);
+}
+
+/* Answers t->result with what became of its write-back, and ends the request. */
+static void complete(struct trace_request *t, enum trace_write_back wb)
+{
+    record(t, &t->result, trace_write_back_name(wb));
+    answer(t, &t->result, trace_write_back_name(wb));
+    free(t);
+}
+
+static void on_queued(int status, void *arg)
+{
+    struct trace_request *t = arg;
+    if (status)
+        log_msgf(LOG_LEVEL_WARN, http_exchange_request_id(t->x),
+                 "write-back of trace %s not queued: %s", t->trace_id, err_name(status));
+    complete(t, status == 0 ? TRACE_WB_QUEUED : TRACE_WB_FAILED);
+}
+
+/* Puts the write-back in the durable queue; the answer waits for it, so "queued" is only
+ * said of a write-back Redis holds. Without a case system (case.base_url) nothing would
+ * ever deliver it, so it is not queued: the caller hears "failed". Returns 0 when
+ * on_queued will follow. */
+static int queue_write_back(struct trace_request *t)
+{
+    struct writeback_item item = {.score = t->result.score < 0 ? 0 : t->result.score};
+    struct timespec now;
+    if (t->ctx->writebacks == NULL || t->ctx->cfg->case_system.base_url[0] == '\0')
+        return ERR_CONFIG;
+    clock_gettime(CLOCK_REALTIME, &now);
+    item.traced_at_ms = (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
+    memcpy(item.trace_id, t->trace_id, sizeof(item.trace_id));
+    memcpy(item.case_id, t->wb.case_id, sizeof(item.case_id));
+    memcpy(item.nhs_number, t->result.nhs_number, sizeof(item.nhs_number));
+    return writeback_enqueue(t->ctx->writebacks, &item, on_queued, t);
 }
 
 static void on_traced(int status, const struct trace_result *r, const char *detail, void *arg)
 {
     struct trace_request *t = arg;
-    const char *outcome = status == 0 ? trace_outcome_name(r->outcome) : "error";
-    char labels[64];
-    snprintf(labels, sizeof(labels), "outcome=\"%s\"", outcome);
-    metrics_inc(t->metrics, "pdstrace_trace_outcomes_total", labels, 1);
-    audit(t, outcome, status == 0 ? r->steps : 0,
-          status == 0 && r->source == TRACE_SOURCE_CACHE ? "cache" : "pds");
-    if (status == 0)
-        answer(t, r);
-    else
+    if (status) {
+        record(t, NULL, "not_requested");
         fail(t, status, detail);
-    free(t);
+        free(t);
+        return;
+    }
+    t->result = *r;
+    enum trace_write_back wb = trace_write_back_plan(&t->wb, r);
+    if (wb == TRACE_WB_QUEUED && queue_write_back(t) == 0)
+        return;
+    complete(t, wb == TRACE_WB_QUEUED ? TRACE_WB_FAILED : wb);
+}
+
+/* The person objected by case: nothing was asked of PDS. */
+static void answer_objection(struct trace_request *t)
+{
+    t->result = (struct trace_result){.score = -1, .source = TRACE_SOURCE_PDS};
+    trace_result_withhold(&t->result);
+    complete(t, TRACE_WB_WITHHELD);
 }
 
 /* A caller that hung up gets no answer, so its trace need not spend the PDS budget. */
@@ -152,15 +207,19 @@ static void post_trace(struct http_exchange *x, const struct route_params *p, vo
         return;
     }
     t->x = x;
-    t->cfg = ctx->cfg;
-    t->metrics = ctx->metrics;
+    t->ctx = ctx;
     t->caller = api_caller(x);
     crypto_uuid4(t->trace_id);
-    memcpy(t->case_id, d.case_id, sizeof(t->case_id));
     memcpy(t->purpose, d.purpose, sizeof(t->purpose));
+    memcpy(t->wb.case_id, d.case_id, sizeof(t->wb.case_id));
+    memcpy(t->wb.nhs_number, d.nhs_number, sizeof(t->wb.nhs_number));
+    t->wb.write_back = d.write_back;
     const struct trace_call call = {t->trace_id, on_traced, caller_gone, t};
     int err = trace_run(ctx->traces, &d, &call);
-    if (err) {
+    if (err == ERR_OBJECTION) {
+        answer_objection(t);
+    } else if (err) {
+        record(t, NULL, "not_requested");
         fail(t, err, "");
         free(t);
     }

@@ -32,6 +32,9 @@ static const struct err_entry entries[] = {
     [ERR_PARSE - ERR_BASE] = {"ERR_PARSE", "malformed data", 502, "pds_rejected"},
     [ERR_CONFIG - ERR_BASE] = {"ERR_CONFIG", "bad setting", 500, "internal"},
     [ERR_INTERNAL - ERR_BASE] = {"ERR_INTERNAL", "internal error", 500, "internal"},
+    [ERR_OBJECTIONS_UNAVAILABLE - ERR_BASE] = {"ERR_OBJECTIONS_UNAVAILABLE",
+                                               "the objection registry is not confirmed current",
+                                               503, "objections_unavailable"},
 };
 
 static const struct err_entry *lookup(int code)

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "pdstrace/buf.h"
+#include "pdstrace/demographics.h"
 #include "pdstrace/err.h"
 #include "pdstrace/macros.h"
 #include "pdstrace/nhs_number.h"
@@ -29,6 +30,46 @@ int trace_outcome_parse(const char *name, enum trace_outcome *out)
         }
     }
     return ERR_INVALID_INPUT;
+}
+
+static const char *const write_back_names[] = {
+    [TRACE_WB_NOT_REQUESTED] = "not_requested",
+    [TRACE_WB_QUEUED] = "queued",
+    [TRACE_WB_WITHHELD] = "withheld",
+    [TRACE_WB_UNCHANGED] = "unchanged",
+    [TRACE_WB_FAILED] = "failed",
+};
+
+const char *trace_write_back_name(enum trace_write_back w)
+{
+    return (unsigned)w < ARRAY_SIZE(write_back_names) ? write_back_names[w] : "unknown";
+}
+
+enum trace_write_back trace_write_back_plan(const struct demographics *d,
+                                            const struct trace_result *r)
+{
+    if (r->outcome == TRACE_OBJECTION)
+        return TRACE_WB_WITHHELD;
+    if (d->case_id[0] == '\0' || d->write_back == 0)
+        return TRACE_WB_NOT_REQUESTED;
+    if (r->outcome == TRACE_POTENTIAL_MATCH)
+        return TRACE_WB_WITHHELD;
+    if (r->outcome != TRACE_MATCHED)
+        return TRACE_WB_NOT_REQUESTED;
+    /* The case system already holds this very number: writing it again changes nothing. */
+    if (strcmp(d->nhs_number, r->nhs_number) == 0 && r->superseded_from[0] == '\0')
+        return TRACE_WB_UNCHANGED;
+    return TRACE_WB_QUEUED;
+}
+
+void trace_result_withhold(struct trace_result *r)
+{
+    r->outcome = TRACE_OBJECTION;
+    r->nhs_number[0] = '\0';
+    r->score = -1;
+    r->restricted = false;
+    r->superseded_from[0] = '\0';
+    r->deceased = false;
 }
 
 static int append_number_or_null(struct buf *out, const char *key, const char *v)

@@ -13,6 +13,7 @@
 #include "pdstrace/demographics.h"
 #include "pdstrace/err.h"
 #include "pdstrace/fhir.h"
+#include "pdstrace/objections.h"
 #include "pdstrace/pds_client.h"
 #include "pdstrace/trace_result.h"
 
@@ -50,10 +51,28 @@ struct trace_job {
 
 static void advance(struct trace_job *job);
 
+/* A number is only ever answered after the registry says nobody objected to its use: by
+ * the case (recorded while the trace ran) or by the number. Returns 0 or
+ * ERR_OBJECTIONS_UNAVAILABLE. */
+static int honour_objections(struct trace_job *job)
+{
+    struct trace_result *r = &job->result;
+    if (job->svc->cfg.objections == NULL || r->nhs_number[0] == '\0')
+        return 0;
+    int found = objections_check(job->svc->cfg.objections, job->d.case_id, r->nhs_number);
+    if (found < 0)
+        return found;
+    if (found > 0)
+        trace_result_withhold(r);
+    return 0;
+}
+
 static void finish(struct trace_job *job, int status)
 {
     if (status == 0 && job->svc->cache != NULL && job->result.source == TRACE_SOURCE_PDS)
         cache_put(job->svc->cache, &job->d, &job->result);
+    if (status == 0)
+        status = honour_objections(job);
     job->svc->active--;
     job->call.cb(status, status == 0 ? &job->result : NULL, job->detail, job->call.arg);
     buf_free(&job->query);
@@ -229,9 +248,22 @@ unsigned trace_service_active(const struct trace_service *svc)
     return svc->active;
 }
 
+/* An objection by case stops the trace before PDS hears of it. Without a current copy of
+ * the registry that cannot be known, so a trace for a case does not start. */
+static int case_objection(const struct trace_service *svc, const struct demographics *d)
+{
+    if (svc->cfg.objections == NULL || d->case_id[0] == '\0')
+        return 0;
+    int found = objections_check(svc->cfg.objections, d->case_id, NULL);
+    return found > 0 ? ERR_OBJECTION : found;
+}
+
 int trace_run(struct trace_service *svc, const struct demographics *d,
               const struct trace_call *call)
 {
+    int err = case_objection(svc, d);
+    if (err)
+        return err;
     struct trace_job *job = calloc(1, sizeof(*job));
     if (job == NULL)
         return UV_ENOMEM;
@@ -247,7 +279,7 @@ int trace_run(struct trace_service *svc, const struct demographics *d,
     job->state = TRACE_STATE_LOOKUP;
     /* The first search (EXACT) always applies, so start() cannot decide at once here:
      * it either starts asynchronous work or fails without calling back. */
-    int err = start(job);
+    err = start(job);
     if (err) {
         buf_free(&job->query);
         free(job);

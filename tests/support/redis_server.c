@@ -111,9 +111,23 @@ static void exec_redis(const struct redis_server *rs, pid_t parent)
     char port[16], conf[300];
     snprintf(port, sizeof(port), "%d", rs->port);
     conf_path(rs, conf, sizeof(conf));
-    const char *args[] = {server_binary(), conf,    "--port",      port,     "--bind",
-                          "127.0.0.1",     "--dir", rs->dir,       "--save", "",
-                          "--appendonly",  "no",    "--daemonize", "no",     NULL};
+    const char *args[] = {server_binary(),
+                          conf,
+                          "--port",
+                          port,
+                          "--bind",
+                          "127.0.0.1",
+                          "--dir",
+                          rs->dir,
+                          "--save",
+                          "",
+                          "--appendonly",
+                          rs->aof ? "yes" : "no",
+                          "--appendfsync",
+                          "everysec",
+                          "--daemonize",
+                          "no",
+                          NULL};
     enum { NARGS = sizeof(args) / sizeof(args[0]) };
     char *argv[NARGS];
     /* Without extra lines there is no config file: Redis then runs on its defaults. */
@@ -268,6 +282,20 @@ int redis_server_stop(struct redis_server *rs)
     return -ETIMEDOUT;
 }
 
+int redis_server_start_aof(struct redis_server *rs)
+{
+    rs->aof = 1;
+    return redis_server_start(rs);
+}
+
+int redis_server_kill(struct redis_server *rs)
+{
+    if (rs->pid <= 0)
+        return -ESRCH;
+    reap(rs);
+    return 0;
+}
+
 int redis_server_freeze(struct redis_server *rs)
 {
     int status;
@@ -297,7 +325,9 @@ static void remove_dir(const char *dir)
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
             continue;
         snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        unlink(path);
+        /* With the append-only file on, Redis 7 keeps it in a directory of its own. */
+        if (unlink(path) != 0)
+            remove_dir(path);
     }
     if (d != NULL)
         closedir(d);

@@ -13,6 +13,7 @@ struct redis_server {
     int port;  /* kept across stop/restart */
     char dir[256];
     int has_conf; /* started with extra config lines (dir/extra.conf) */
+    int aof;      /* set before starting: appendonly yes, appendfsync everysec */
 };
 
 /* The ACL user the harness adds next to extra config lines, so that it can still check
@@ -33,6 +34,13 @@ int redis_server_stop(struct redis_server *rs);
 
 /* Starts Redis again on the same port and waits for PING like redis_server_start. */
 int redis_server_restart(struct redis_server *rs);
+
+/* Like redis_server_start with the append-only file on (appendonly yes, appendfsync
+ * everysec: what deploy/ asks of production), kept in dir across restarts. */
+int redis_server_start_aof(struct redis_server *rs);
+
+/* SIGKILL and waitpid, as a crash: nothing is flushed. Keeps the port and directory. */
+int redis_server_kill(struct redis_server *rs);
 
 /* SIGSTOP / SIGCONT: the kernel still accepts connections, but nobody answers. */
 int redis_server_freeze(struct redis_server *rs);

@@ -179,6 +179,16 @@ int stack_stop_service(struct stack *s)
     return proc_stop(&s->svc, SIGTERM, 15000);
 }
 
+int stack_start_peer(struct stack *s, struct proc *peer, const char *const extra_env[])
+{
+    /* stack_start_service starts into s->svc: the first instance is put back after. */
+    struct proc first = s->svc;
+    int r = stack_start_service(s, extra_env);
+    *peer = s->svc;
+    s->svc = first;
+    return r;
+}
+
 int stack_start(struct stack *s, const char *const extra_env[])
 {
     memset(s, 0, sizeof(*s));
@@ -186,6 +196,17 @@ int stack_start(struct stack *s, const char *const extra_env[])
     if (mkdtemp(s->dir) == NULL || write_keys(s) != 0 || write_secret(s) != 0)
         return -1;
     if (redis_server_start(&s->redis) != 0 || stack_start_service(s, extra_env) != 0)
+        return -1;
+    return wait_ready(s);
+}
+
+int stack_start_aof(struct stack *s, const char *const extra_env[])
+{
+    memset(s, 0, sizeof(*s));
+    snprintf(s->dir, sizeof(s->dir), "/tmp/pdsstackXXXXXX");
+    if (mkdtemp(s->dir) == NULL || write_keys(s) != 0 || write_secret(s) != 0)
+        return -1;
+    if (redis_server_start_aof(&s->redis) != 0 || stack_start_service(s, extra_env) != 0)
         return -1;
     return wait_ready(s);
 }

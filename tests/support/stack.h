@@ -40,6 +40,10 @@ struct json_t *stack_pds_admin(struct stack *s, const char *method, const char *
  * Returns 0 or -1. */
 int stack_start(struct stack *s, const char *const extra_env[]);
 
+/* Like stack_start, with Redis keeping an append-only file (redis_server_start_aof), so
+ * that it can be killed and restarted without losing what it acknowledged. */
+int stack_start_aof(struct stack *s, const char *const extra_env[]);
+
 /* Starts the service again (after stack_stop_service) with the same Redis. */
 int stack_start_service(struct stack *s, const char *const extra_env[]);
 int stack_stop_service(struct stack *s);
@@ -78,6 +82,11 @@ long long stack_case_stat(int port, const char *name);
 
 /* PUT /_admin/faults with body. Returns 0 when it answered 200, else -1. */
 int stack_case_faults(int port, const char *body);
+
+/* Starts another pds-trace on the stack's Redis, keys and secret (a second instance of the
+ * service) with extra settings, into peer; stop it with proc_stop(peer, SIGTERM, ...).
+ * Returns 0 or -1. */
+int stack_start_peer(struct stack *s, struct proc *peer, const char *const extra_env[]);
 
 /* Stops everything and removes the files. */
 void stack_stop(struct stack *s);

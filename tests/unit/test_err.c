@@ -34,6 +34,7 @@ ParameterizedTestParameters(err, maps_every_code)
         {ERR_PARSE, 502, "pds_rejected"},
         {ERR_CONFIG, 500, "internal"},
         {ERR_INTERNAL, 500, "internal"},
+        {ERR_OBJECTIONS_UNAVAILABLE, 503, "objections_unavailable"},
         {UV_ENOMEM, 500, "internal"},
         {UV_ETIMEDOUT, 503, "pds_unavailable"},
         {UV_ECONNREFUSED, 503, "pds_unavailable"},

@@ -6,7 +6,9 @@
 #include <string.h>
 
 #include "pdstrace/buf.h"
+#include "pdstrace/demographics.h"
 #include "pdstrace/err.h"
+#include "pdstrace/macros.h"
 
 TestSuite(trace_result, .timeout = 10);
 
@@ -152,4 +154,88 @@ Test(trace_result, outcome_names_parse_back)
     cr_assert_str_eq(trace_outcome_name((enum trace_outcome)99), "unknown");
     cr_assert_eq(trace_outcome_parse("unknown", &o), ERR_INVALID_INPUT);
     cr_assert_eq(trace_outcome_parse("Matched", &o), ERR_INVALID_INPUT);
+}
+
+/* ---- what a trace's answer means for its write-back ---- */
+
+struct plan_case {
+    char case_id[16];
+    int write_back; /* -1 absent */
+    char held[11];  /* the number the request carried */
+    enum trace_outcome outcome;
+    char found[11];
+    char superseded_from[11];
+    enum trace_write_back want;
+};
+
+ParameterizedTestParameters(trace_result, write_back_plan)
+{
+    static struct plan_case cases[] = {
+        /* matched with a case: queued, unless the case holds that very number */
+        {"LAS-1", -1, "", TRACE_MATCHED, "9000000009", "", TRACE_WB_QUEUED},
+        {"LAS-1", 1, "", TRACE_MATCHED, "9000000009", "", TRACE_WB_QUEUED},
+        {"LAS-1", -1, "9000000017", TRACE_MATCHED, "9000000009", "", TRACE_WB_QUEUED},
+        {"LAS-1", -1, "9000000009", TRACE_MATCHED, "9000000009", "", TRACE_WB_UNCHANGED},
+        /* the held number was superseded: the new one must be written */
+        {"LAS-1", -1, "9000000017", TRACE_MATCHED, "9000000009", "9000000017", TRACE_WB_QUEUED},
+        /* not asked for */
+        {"", -1, "", TRACE_MATCHED, "9000000009", "", TRACE_WB_NOT_REQUESTED},
+        {"LAS-1", 0, "", TRACE_MATCHED, "9000000009", "", TRACE_WB_NOT_REQUESTED},
+        /* a potential match is for a person to review, never written */
+        {"LAS-1", -1, "", TRACE_POTENTIAL_MATCH, "9000000009", "", TRACE_WB_WITHHELD},
+        {"", -1, "", TRACE_POTENTIAL_MATCH, "9000000009", "", TRACE_WB_NOT_REQUESTED},
+        /* an objection is withheld, asked for or not */
+        {"LAS-1", -1, "", TRACE_OBJECTION, "", "", TRACE_WB_WITHHELD},
+        {"", 0, "", TRACE_OBJECTION, "", "", TRACE_WB_WITHHELD},
+        /* nothing to write */
+        {"LAS-1", -1, "", TRACE_NO_MATCH, "", "", TRACE_WB_NOT_REQUESTED},
+        {"LAS-1", 1, "", TRACE_MULTIPLE_MATCHES, "", "", TRACE_WB_NOT_REQUESTED},
+    };
+    return cr_make_param_array(struct plan_case, cases, ARRAY_SIZE(cases));
+}
+
+ParameterizedTest(struct plan_case *c, trace_result, write_back_plan)
+{
+    struct demographics d;
+    memset(&d, 0, sizeof(d));
+    memcpy(d.case_id, c->case_id, sizeof(c->case_id));
+    memcpy(d.nhs_number, c->held, sizeof(c->held));
+    d.write_back = c->write_back;
+    struct trace_result r = {.outcome = c->outcome, .score = 1.0};
+    memcpy(r.nhs_number, c->found, sizeof(c->found));
+    memcpy(r.superseded_from, c->superseded_from, sizeof(c->superseded_from));
+    enum trace_write_back got = trace_write_back_plan(&d, &r);
+    cr_assert_eq(got, c->want, "case %s write_back %d held %s %s: %s, want %s", c->case_id,
+                 c->write_back, c->held, trace_outcome_name(c->outcome), trace_write_back_name(got),
+                 trace_write_back_name(c->want));
+}
+
+Test(trace_result, write_back_names)
+{
+    cr_assert_str_eq(trace_write_back_name(TRACE_WB_NOT_REQUESTED), "not_requested");
+    cr_assert_str_eq(trace_write_back_name(TRACE_WB_QUEUED), "queued");
+    cr_assert_str_eq(trace_write_back_name(TRACE_WB_WITHHELD), "withheld");
+    cr_assert_str_eq(trace_write_back_name(TRACE_WB_UNCHANGED), "unchanged");
+    cr_assert_str_eq(trace_write_back_name(TRACE_WB_FAILED), "failed");
+    cr_assert_str_eq(trace_write_back_name((enum trace_write_back)99), "unknown");
+}
+
+/* An objection answer says nothing about the person: no number, score or flags. */
+Test(trace_result, withhold_hides_everything_about_the_person)
+{
+    struct trace_result r = full();
+    trace_result_withhold(&r);
+    cr_assert_eq(r.outcome, TRACE_OBJECTION);
+    cr_assert_str_eq(r.nhs_number, "");
+    cr_assert_str_eq(r.superseded_from, "");
+    cr_assert_lt(r.score, 0);
+    cr_assert_not(r.restricted);
+    cr_assert_not(r.deceased);
+    cr_assert_eq(r.steps, 3, "the PDS requests made are still counted");
+    struct buf b;
+    buf_init(&b, 512);
+    cr_assert_eq(trace_result_format(&r, &b), 0);
+    cr_assert(strstr(buf_cstr(&b), "\"nhs_number\":null") != NULL, "%s", buf_cstr(&b));
+    cr_assert(strstr(buf_cstr(&b), "900000") == NULL, "%s", buf_cstr(&b));
+    buf_free(&b);
 }
