@@ -450,7 +450,7 @@ Test(trace, redis_and_logs_hold_no_demographics_in_clear)
                          "\"1970-01-01\"}"));
     wait_cache_entries(3);
     redisContext *c = redisConnect("127.0.0.1", st.redis.port);
-    redisReply *cached = redisCommand(c, "KEYS *trace:*");
+    redisReply *cached = redisCommand(c, "KEYS *:trace:*");
     cr_assert_eq(cached->elements, 3, "one cache entry per trace");
     freeReplyObject(cached);
     redisReply *keys = redisCommand(c, "KEYS *");

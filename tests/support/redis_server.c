@@ -348,3 +348,157 @@ char *redis_server_url(const struct redis_server *rs, char *out, size_t size)
     snprintf(out, size, "redis://127.0.0.1:%d", rs->port);
     return out;
 }
+
+static redisContext *connect_to(const struct redis_server *rs)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", rs->port, tv);
+    if (c != NULL && c->err == 0 && redisSetTimeout(c, tv) == REDIS_OK)
+        return c;
+    if (c != NULL)
+        redisFree(c);
+    return NULL;
+}
+
+long long redis_server_query(const struct redis_server *rs, const char *command)
+{
+    redisContext *c = connect_to(rs);
+    redisReply *r = c != NULL ? redisCommand(c, command) : NULL;
+    long long n = -1;
+    if (r != NULL && r->type == REDIS_REPLY_INTEGER)
+        n = r->integer;
+    else if (r != NULL && r->type == REDIS_REPLY_ARRAY)
+        n = (long long)r->elements;
+    else if (r != NULL && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0)
+        n = 0;
+    if (r != NULL)
+        freeReplyObject(r);
+    if (c != NULL)
+        redisFree(c);
+    return n;
+}
+
+/* A growable byte string for the dump. */
+struct bytes {
+    char *p;
+    size_t len, cap;
+    bool failed;
+};
+
+static void bytes_raw(struct bytes *b, const char *p, size_t n)
+{
+    if (b->failed)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap > 0 ? b->cap : 4096;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *q = realloc(b->p, cap);
+        if (q == NULL) {
+            b->failed = true;
+            return;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+/* One value and a newline after it. */
+static void bytes_add(struct bytes *b, const char *p, size_t n)
+{
+    bytes_raw(b, p, n);
+    bytes_raw(b, "\n", 1);
+}
+
+static void add_reply(struct bytes *b, const redisReply *r)
+{
+    if (r == NULL)
+        return;
+    if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS ||
+        r->type == REDIS_REPLY_ERROR)
+        bytes_add(b, r->str, r->len);
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
+        add_reply(b, r->element[i]);
+}
+
+/* The command that reads every value a key of this type holds. */
+static const char *reader_of(const char *type)
+{
+    static const char *const readers[][2] = {
+        {"string", "GET %b"},        {"hash", "HGETALL %b"},
+        {"stream", "XRANGE %b - +"}, {"zset", "ZRANGE %b 0 -1 WITHSCORES"},
+        {"list", "LRANGE %b 0 -1"},  {"set", "SMEMBERS %b"},
+    };
+    for (size_t i = 0; i < sizeof(readers) / sizeof(readers[0]); i++)
+        if (strcmp(type, readers[i][0]) == 0)
+            return readers[i][1];
+    return NULL;
+}
+
+char *redis_server_dump(const struct redis_server *rs, size_t *len)
+{
+    struct bytes b = {0};
+    redisContext *c = connect_to(rs);
+    redisReply *keys = c != NULL ? redisCommand(c, "KEYS *") : NULL;
+    for (size_t i = 0; keys != NULL && keys->type == REDIS_REPLY_ARRAY && i < keys->elements; i++) {
+        const redisReply *k = keys->element[i];
+        redisReply *t = redisCommand(c, "TYPE %b", k->str, k->len);
+        const char *reader = t != NULL && t->type == REDIS_REPLY_STATUS ? reader_of(t->str) : NULL;
+        bytes_add(&b, k->str, k->len);
+        add_reply(&b, t);
+        /* A type nothing here reads is dumped as its name only, and marked so. */
+        if (reader == NULL)
+            bytes_add(&b, "(unread type)", 13);
+        redisReply *v = reader != NULL ? redisCommand(c, reader, k->str, k->len) : NULL;
+        add_reply(&b, v);
+        if (v != NULL)
+            freeReplyObject(v);
+        if (t != NULL)
+            freeReplyObject(t);
+    }
+    bool ok = keys != NULL && keys->type == REDIS_REPLY_ARRAY && !b.failed;
+    if (keys != NULL)
+        freeReplyObject(keys);
+    if (c != NULL)
+        redisFree(c);
+    if (!ok) {
+        free(b.p);
+        return NULL;
+    }
+    if (b.p == NULL)
+        b.p = calloc(1, 1);
+    *len = b.len;
+    return b.p;
+}
+
+char *redis_server_read_aof(const struct redis_server *rs, size_t *len)
+{
+    struct bytes b = {0};
+    char dir[300], path[600];
+    snprintf(dir, sizeof(dir), "%s/appendonlydir", rs->dir);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        FILE *f = fopen(path, "rb");
+        char chunk[8192];
+        size_t n;
+        while (f != NULL && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+            bytes_raw(&b, chunk, n);
+        if (f != NULL)
+            fclose(f);
+    }
+    if (d != NULL)
+        closedir(d);
+    if (b.failed || b.p == NULL) {
+        free(b.p);
+        return NULL;
+    }
+    *len = b.len;
+    return b.p;
+}

@@ -49,6 +49,20 @@ int redis_server_thaw(struct redis_server *rs);
 /* Stops Redis if it runs and removes the directory. Safe on a zeroed struct. */
 void redis_server_destroy(struct redis_server *rs);
 
+/* Runs one command (no arguments to format) and returns its integer answer, the number of
+ * elements of an array answer (KEYS), 0 for "OK", or -1 for anything else (an error, no
+ * answer). */
+long long redis_server_query(const struct redis_server *rs, const char *command);
+
+/* Every key with its type and every value it holds (GET, HGETALL, XRANGE, ZRANGE WITHSCORES,
+ * LRANGE, SMEMBERS), as one malloc'd byte string of what Redis answered, in *len; for tests
+ * that search what Redis holds in clear. NULL when Redis did not answer. */
+char *redis_server_dump(const struct redis_server *rs, size_t *len);
+
+/* The files of the append-only directory (dir/appendonlydir), one after another, malloc'd,
+ * in *len; NULL when there are none. */
+char *redis_server_read_aof(const struct redis_server *rs, size_t *len);
+
 /* Writes "redis://127.0.0.1:<port>" into out and returns out. */
 char *redis_server_url(const struct redis_server *rs, char *out, size_t size);
 

@@ -128,10 +128,12 @@ int stack_restart_pds(struct stack *s)
     return start_pds(s, saved_pds_args, s->pds.port);
 }
 
-int stack_start_pds(struct stack *s, const char *const pds_args[], const char *const env[])
+static int start_pds_stack(struct stack *s, const char *const pds_args[], const char *const env[],
+                           int aof)
 {
     static char base[160], token[160], key[160];
     memset(s, 0, sizeof(*s));
+    s->redis.aof = aof;
     snprintf(s->dir, sizeof(s->dir), "/tmp/pdsstackXXXXXX");
     if (mkdtemp(s->dir) == NULL || write_keys(s) != 0 || write_secret(s) != 0 || gen_keys(s) != 0)
         return -1;
@@ -159,6 +161,16 @@ int stack_start_pds(struct stack *s, const char *const pds_args[], const char *c
     if (stack_start_service(s, all) != 0)
         return -1;
     return wait_ready(s);
+}
+
+int stack_start_pds(struct stack *s, const char *const pds_args[], const char *const env[])
+{
+    return start_pds_stack(s, pds_args, env, 0);
+}
+
+int stack_start_pds_aof(struct stack *s, const char *const pds_args[], const char *const env[])
+{
+    return start_pds_stack(s, pds_args, env, 1);
 }
 
 json_t *stack_pds_admin(struct stack *s, const char *method, const char *path, const char *body)
@@ -330,4 +342,105 @@ int stack_case_faults(int port, const char *body)
     http_do(port, "PUT", "/_admin/faults", h, body, &r);
     http_reply_free(&r);
     return r.status == 200 ? 0 : -1;
+}
+
+json_t *stack_trace(int port, const char *body, long *status)
+{
+    struct http_reply r;
+    const char *h[] = {stack_auth(STACK_KEY_TRACE), "Content-Type: application/json", NULL};
+    http_do(port, "POST", "/v1/trace", h, body, &r);
+    if (status != NULL)
+        *status = r.status;
+    json_t *j = r.body != NULL ? json_loads(r.body, 0, NULL) : NULL;
+    http_reply_free(&r);
+    return j;
+}
+
+/* Whether a parsed log line has member key equal to want. */
+static bool member_is(const json_t *j, const char *key, const char *want)
+{
+    const char *v = json_string_value(json_object_get(j, key));
+    return v != NULL && strcmp(v, want) == 0;
+}
+
+json_t *stack_audit_line(const struct proc *p, const char *event, const char *case_id)
+{
+    char *log = proc_log(p);
+    json_t *found = NULL;
+    for (char *line = log; line != NULL && *line != '\0' && found == NULL;) {
+        char *nl = strchr(line, '\n');
+        if (nl != NULL)
+            *nl = '\0';
+        json_t *j = json_loads(line, 0, NULL);
+        if (j != NULL && member_is(j, "msg", "audit") && member_is(j, "event", event) &&
+            member_is(j, "case_id", case_id))
+            found = json_incref(j);
+        json_decref(j);
+        line = nl != NULL ? nl + 1 : NULL;
+    }
+    free(log);
+    return found;
+}
+
+int stack_case_system_start(struct stack_case_system *c, const char *token)
+{
+    static unsigned seq;
+    const char *args[] = {"--token", token, NULL};
+    memset(c, 0, sizeof(*c));
+    snprintf(c->token_path, sizeof(c->token_path), "/tmp/pds-case-token-%d-%u", (int)getpid(),
+             seq++);
+    FILE *f = fopen(c->token_path, "w");
+    if (f == NULL)
+        return -1;
+    fprintf(f, "%s\n", token);
+    if (fclose(f) != 0 || stack_start_case(&c->proc, args) != 0)
+        return -1;
+    snprintf(c->base_env, sizeof(c->base_env), "PDS_TRACE_CASE_BASE_URL=http://127.0.0.1:%d",
+             c->proc.port);
+    snprintf(c->token_env, sizeof(c->token_env), "PDS_TRACE_CASE_TOKEN_FILE=%s", c->token_path);
+    return 0;
+}
+
+void stack_case_system_stop(struct stack_case_system *c)
+{
+    if (c->proc.pid > 0)
+        proc_stop(&c->proc, SIGTERM, 5000);
+    if (c->token_path[0] != '\0')
+        unlink(c->token_path);
+    c->token_path[0] = '\0';
+}
+
+long stack_request(int port, const char *key, const char *method, const char *path,
+                   const char *body, json_t **out)
+{
+    struct http_reply r;
+    const char *h[] = {"Content-Type: application/json", key != NULL ? stack_auth(key) : NULL,
+                       NULL};
+    http_do(port, method, path, h, body, &r);
+    long status = r.status;
+    if (out != NULL)
+        *out = r.body_len > 0 ? json_loads(r.body, 0, NULL) : NULL;
+    http_reply_free(&r);
+    return status;
+}
+
+struct audit_wait {
+    const struct proc *p;
+    const char *event, *case_id;
+    json_t *found;
+};
+
+static bool audit_found(void *arg)
+{
+    struct audit_wait *w = arg;
+    w->found = stack_audit_line(w->p, w->event, w->case_id);
+    return w->found != NULL;
+}
+
+json_t *stack_wait_audit_line(const struct proc *p, const char *event, const char *case_id,
+                              unsigned deadline_ms)
+{
+    struct audit_wait w = {p, event, case_id, NULL};
+    wait_until(audit_found, &w, deadline_ms);
+    return w.found;
 }

@@ -27,6 +27,9 @@ struct stack {
  * pointed at it. pds_args are extra mock-pds arguments (NULL-terminated or NULL). */
 int stack_start_pds(struct stack *s, const char *const pds_args[], const char *const env[]);
 
+/* Like stack_start_pds, with Redis keeping an append-only file (redis_server_start_aof). */
+int stack_start_pds_aof(struct stack *s, const char *const pds_args[], const char *const env[]);
+
 /* Starts the mock PDS again on the same port after it was stopped. */
 int stack_restart_pds(struct stack *s);
 
@@ -83,10 +86,49 @@ long long stack_case_stat(int port, const char *name);
 /* PUT /_admin/faults with body. Returns 0 when it answered 200, else -1. */
 int stack_case_faults(int port, const char *body);
 
+/* The mock case system as the service's write-back target: the process, and the two
+ * settings that point the service at it ("PDS_TRACE_CASE_BASE_URL=...",
+ * "PDS_TRACE_CASE_TOKEN_FILE=..."), to put in the service's environment. Keep the struct
+ * alive while the service runs (the stack keeps pointers to the settings). */
+struct stack_case_system {
+    struct proc proc;
+    char token_path[160];
+    char base_env[96];
+    char token_env[200];
+};
+
+/* Starts mock-case-system with --token token and writes the token to a file of its own.
+ * Returns 0 or -1. */
+int stack_case_system_start(struct stack_case_system *c, const char *token);
+
+/* Stops it (SIGTERM) and removes the token file; safe when it never started. */
+void stack_case_system_stop(struct stack_case_system *c);
+
+/* A request with key (NULL: none) and a JSON body (or NULL) to the service on port;
+ * returns the status (0 without an answer) and the parsed answer in *out unless out is NULL
+ * (NULL when the body was empty or not JSON; json_decref it). */
+long stack_request(int port, const char *key, const char *method, const char *path,
+                   const char *body, struct json_t **out);
+
 /* Starts another pds-trace on the stack's Redis, keys and secret (a second instance of the
  * service) with extra settings, into peer; stop it with proc_stop(peer, SIGTERM, ...).
  * Returns 0 or -1. */
 int stack_start_peer(struct stack *s, struct proc *peer, const char *const extra_env[]);
+
+/* POST /v1/trace with body and the trace key (STACK_KEY_TRACE) to the service on port: the
+ * parsed answer (json_decref it), or NULL when none came or it was not JSON; *status (unless
+ * status is NULL) is the HTTP status, 0 without an answer. */
+struct json_t *stack_trace(int port, const char *body, long *status);
+
+/* The first audit line ("msg":"audit") of event for case_id in p's log, parsed (json_decref
+ * it), or NULL when there is none. */
+struct json_t *stack_audit_line(const struct proc *p, const char *event, const char *case_id);
+
+/* Like stack_audit_line, asking again until deadline_ms has passed: the service gathers
+ * its log lines and writes them once per turn of its loop, so a line may follow the answer
+ * it belongs to. */
+struct json_t *stack_wait_audit_line(const struct proc *p, const char *event, const char *case_id,
+                                     unsigned deadline_ms);
 
 /* Stops everything and removes the files. */
 void stack_stop(struct stack *s);

@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "http_util.h"
@@ -125,4 +126,13 @@ bool http_probe_answers(void *probe)
     bool is = http_do(p->port, "GET", p->path, NULL, NULL, &r) == 0 && r.status == p->status;
     http_reply_free(&r);
     return is;
+}
+
+bool bytes_hold(const char *p, size_t n, const char *needle)
+{
+    size_t m = strlen(needle);
+    for (size_t i = 0; p != NULL && m > 0 && i + m <= n; i++)
+        if (p[i] == needle[0] && memcmp(p + i, needle, m) == 0)
+            return true;
+    return false;
 }

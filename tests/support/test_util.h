@@ -38,4 +38,7 @@ void sleep_ms(unsigned ms);
 /* Reads a whole file into a NUL-terminated malloc'd string (free it). NULL on failure. */
 char *read_file(const char *path, size_t *len);
 
+/* Whether the n bytes at p (which may hold NULs) contain needle. */
+bool bytes_hold(const char *p, size_t n, const char *needle);
+
 #endif

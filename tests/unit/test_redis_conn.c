@@ -587,14 +587,16 @@ static void meter_start(struct stall_meter *m)
     uv_timer_start(&m->timer, on_tick, 5, 5);
 }
 
-/* Stops the meter and fails the test if the loop ever stood still. */
+/* Stops the meter and fails the test if the loop ever stood still. A lookup done on the
+ * loop would stop it for the whole SLOW_DNS_MS (1000 ms); the bound sits far below that
+ * and far above what a loaded machine under ASan adds to a 5 ms tick. */
 static void assert_no_stall(struct stall_meter *m)
 {
     on_tick(&m->timer);
     uv_close((uv_handle_t *)&m->timer, NULL);
     uv_run(&loop, UV_RUN_NOWAIT);
     unsigned gap = (unsigned)(m->max_gap_ns / 1000000);
-    cr_assert_lt(gap, 50, "the loop stood still for %u ms", gap);
+    cr_assert_lt(gap, 250, "the loop stood still for %u ms", gap);
 }
 
 static struct redis_conn *slow_conn(const char *host, unsigned connect_timeout_ms)
