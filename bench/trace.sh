@@ -64,7 +64,8 @@ printf 'mock directly:   %s\nthrough service: %s\nadded p50 (b): %s us (target <
   "$direct" "$traced" "$((t50 - d50))"
 stop_pid "$svc_pid"
 start_service PDS_TRACE_CACHE_TTL_S=0 PDS_TRACE_CACHE_NEGATIVE_TTL_S=0 PDS_TRACE_PDS_RATE=1000 \
-  PDS_TRACE_PDS_CONCURRENCY=1000 PDS_TRACE_SERVER_MAX_CONNECTIONS=5000 PDS_TRACE_REDIS_KEY_PREFIX=c:
+  PDS_TRACE_PDS_CONCURRENCY=1000 PDS_TRACE_SERVER_MAX_CONNECTIONS=5000 \
+  PDS_TRACE_SERVER_MAX_CONNECTIONS_PER_CLIENT=5000 PDS_TRACE_REDIS_KEY_PREFIX=c:
 set +e
 out=$(wrk -t2 -c1000 -d"${BENCH_SECONDS:-10}"s --timeout 30s -s "$root/bench/trace.lua" "http://127.0.0.1:$svc_port/v1/trace")
 echo "1000 in flight: $(awk '/Requests\/sec/ {print $2}' <<<"$out") traces/s, $(grep non200 <<<"$out") (target: non200=0 errors=0)"

@@ -388,6 +388,12 @@ int app_new(struct app **out, uv_loop_t *loop, const struct config *cfg, char *e
     return e;
 }
 
+static void close_handle(uv_handle_t *h)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
 /* Everything after the drain: the order of CONVENTIONS.md §1.5. */
 static void close_all(struct app *app)
 {
@@ -412,12 +418,9 @@ static void close_all(struct app *app)
     app->worker_redis = NULL;
     redis_conn_free(app->redis);
     app->redis = NULL;
-    if (!uv_is_closing((uv_handle_t *)&app->sigterm))
-        uv_close((uv_handle_t *)&app->sigterm, NULL);
-    if (!uv_is_closing((uv_handle_t *)&app->sigint))
-        uv_close((uv_handle_t *)&app->sigint, NULL);
-    if (!uv_is_closing((uv_handle_t *)&app->log_check))
-        uv_close((uv_handle_t *)&app->log_check, NULL);
+    close_handle((uv_handle_t *)&app->sigterm);
+    close_handle((uv_handle_t *)&app->sigint);
+    close_handle((uv_handle_t *)&app->log_check);
 }
 
 static void on_drained(int status, void *arg)
