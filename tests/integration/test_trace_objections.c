@@ -66,18 +66,14 @@ TestSuite(trace_objections, .timeout = 120, .fini = teardown);
 /* The stack with the mock case system as write-back target, plus extra settings. */
 static void start(const char *const extra[])
 {
-    static const char *env[16];
-    size_t n = 0;
-    cr_assert_eq(stack_case_system_start(&cs, CASE_TOKEN), 0, "mock-case-system did not start");
-    env[n++] = cs.base_env;
-    env[n++] = cs.token_env;
-    env[n++] = "PDS_TRACE_CASE_RETRY_INITIAL_MS=100";
-    env[n++] = "PDS_TRACE_CASE_RETRY_MAX_MS=200";
-    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 15; i++)
+    static const char *env[16] = {"PDS_TRACE_CASE_RETRY_INITIAL_MS=100",
+                                  "PDS_TRACE_CASE_RETRY_MAX_MS=200"};
+    size_t n = 2;
+    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 12; i++)
         env[n++] = extra[i];
     env[n] = NULL;
-    cr_assert_eq(stack_start_pds(&st, NULL, env), 0, "stack did not start: see %s and %s",
-                 st.svc.log_path, st.pds.log_path);
+    cr_assert_eq(stack_start_with_case(&st, &cs, CASE_TOKEN, false, env), 0,
+                 "stack did not start: see %s and %s", st.svc.log_path, st.pds.log_path);
 }
 
 /* The end of a test that passed: the service exits 0 on SIGTERM (under ASan, also without a

@@ -36,19 +36,15 @@ TestSuite(trace_writeback, .timeout = 120, .fini = teardown);
  * and extra settings. */
 static void start(const char *const extra[])
 {
-    static const char *env[16];
-    size_t n = 0;
-    cr_assert_eq(stack_case_system_start(&cs, CASE_TOKEN), 0, "mock-case-system did not start");
-    env[n++] = cs.base_env;
-    env[n++] = cs.token_env;
-    env[n++] = "PDS_TRACE_CASE_RETRY_INITIAL_MS=50";
-    env[n++] = "PDS_TRACE_CASE_RETRY_MAX_MS=200";
-    env[n++] = "PDS_TRACE_CASE_TIMEOUT_MS=2000";
-    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 15; i++)
+    static const char *env[16] = {"PDS_TRACE_CASE_RETRY_INITIAL_MS=50",
+                                  "PDS_TRACE_CASE_RETRY_MAX_MS=200",
+                                  "PDS_TRACE_CASE_TIMEOUT_MS=2000"};
+    size_t n = 3;
+    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 12; i++)
         env[n++] = extra[i];
     env[n] = NULL;
-    cr_assert_eq(stack_start_pds_aof(&st, NULL, env), 0, "stack did not start: see %s and %s",
-                 st.svc.log_path, st.pds.log_path);
+    cr_assert_eq(stack_start_with_case(&st, &cs, CASE_TOKEN, true, env), 0,
+                 "stack did not start: see %s and %s", st.svc.log_path, st.pds.log_path);
 }
 
 /* Jane Smith (9000000009), with a case_id or without (NULL), and extra members ("" or

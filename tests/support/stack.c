@@ -444,3 +444,18 @@ json_t *stack_wait_audit_line(const struct proc *p, const char *event, const cha
     wait_until(audit_found, &w, deadline_ms);
     return w.found;
 }
+
+int stack_start_with_case(struct stack *s, struct stack_case_system *c, const char *token, bool aof,
+                          const char *const settings[])
+{
+    static const char *env[16];
+    size_t n = 0;
+    if (stack_case_system_start(c, token) != 0)
+        return -1;
+    env[n++] = c->base_env;
+    env[n++] = c->token_env;
+    for (size_t i = 0; settings != NULL && settings[i] != NULL && n < 15; i++)
+        env[n++] = settings[i];
+    env[n] = NULL;
+    return aof ? stack_start_pds_aof(s, NULL, env) : stack_start_pds(s, NULL, env);
+}

@@ -1,6 +1,8 @@
 #ifndef PDS_TEST_STACK_H
 #define PDS_TEST_STACK_H
 
+#include <stdbool.h>
+
 #include "proc.h"
 #include "redis_server.h"
 
@@ -103,6 +105,12 @@ int stack_case_system_start(struct stack_case_system *c, const char *token);
 
 /* Stops it (SIGTERM) and removes the token file; safe when it never started. */
 void stack_case_system_stop(struct stack_case_system *c);
+
+/* Starts c (with token) and then the stack with c as the service's write-back target, plus
+ * settings (NULL-terminated "NAME=value" list, at most 12; NULL: none). aof: Redis keeps
+ * an append-only file. Returns 0 or -1. */
+int stack_start_with_case(struct stack *s, struct stack_case_system *c, const char *token, bool aof,
+                          const char *const settings[]);
 
 /* A request with key (NULL: none) and a JSON body (or NULL) to the service on port;
  * returns the status (0 without an answer) and the parsed answer in *out unless out is NULL
