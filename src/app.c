@@ -9,6 +9,7 @@
 #include "pdstrace/api.h"
 #include "pdstrace/apikeys.h"
 #include "pdstrace/buf.h"
+#include "pdstrace/bulk_job.h"
 #include "pdstrace/cache.h"
 #include "pdstrace/config.h"
 #include "pdstrace/crypto.h"
@@ -45,12 +46,17 @@ struct app {
     struct writeback_queue *writebacks;
     struct redis_conn *worker_redis; /* the write-back worker's blocking reads */
     struct writeback_worker *worker; /* NULL without case.base_url */
+    struct bulk_jobs *bulk;          /* HTTP bulk jobs in Redis */
+    struct redis_conn *bulk_redis;   /* the bulk worker's blocking reads */
+    struct bulk_worker *bulk_worker; /* serve only: the bulk CLI works on its own file */
     struct router *router;
     struct http_server *server;
     struct api_context api;
     uv_signal_t sigterm;
     uv_signal_t sigint;
     uv_check_t log_check; /* flushes the log once per loop iteration */
+    app_stop_hook *stop_hook;
+    void *stop_hook_arg;
     bool stopping;
 };
 
@@ -145,6 +151,8 @@ static int start_pds(struct app *app, char *err, size_t n)
         .max_queue = c->pds.max_queue,
         .tls = tls,
         .metrics = app->metrics,
+        .redis = app->redis, /* the rate limit is shared by every instance */
+        .key_prefix = c->redis.key_prefix,
     };
     e = pds_client_new(&app->pds, app->loop, app->http, app->tokens, &pc);
     if (!e && app->tokens != NULL)
@@ -209,6 +217,14 @@ static int start_writeback(struct app *app, const struct buf *secret)
                                &wc);
 }
 
+/* The store of HTTP bulk jobs, sealing rows with a key derived from the secret. */
+static int start_bulk_jobs(struct app *app, const struct buf *secret)
+{
+    const struct config *c = &app->cfg;
+    struct bulk_jobs_config bc = {c->redis.key_prefix, c->bulk.retention_s, app->metrics};
+    return bulk_jobs_new(&app->bulk, app->redis, buf_cstr(secret), buf_len(secret), &bc);
+}
+
 /* The cache, the objection registry and the trace service over them. The secret never
  * stays in memory: only the keys derived from it do. */
 static int start_traces(struct app *app, char *err, size_t n)
@@ -221,6 +237,7 @@ static int start_traces(struct app *app, char *err, size_t n)
     e = start_cache(app, &secret);
     e = e ? e : start_objections(app, &secret);
     e = e ? e : start_writeback(app, &secret);
+    e = e ? e : start_bulk_jobs(app, &secret);
     buf_wipe(&secret);
     if (e)
         return e;
@@ -278,6 +295,26 @@ static int start_writeback_worker(struct app *app, char *err, size_t n)
     return e;
 }
 
+/* Every serving instance works on the rows of every job, reading them over a connection
+ * of its own whose deadline outlasts the blocking read. */
+static int start_bulk_worker(struct app *app)
+{
+    const struct config *c = &app->cfg;
+    struct redis_conn_config rc = {
+        .url = c->redis.url,
+        .connect_timeout_ms = c->redis.connect_timeout_ms,
+        .command_timeout_ms = c->redis.command_timeout_ms + BULK_WORKER_READ_BLOCK_MS,
+    };
+    struct bulk_worker_config wc = {
+        .traces = app->traces,
+        .metrics = app->metrics,
+        .concurrency = c->bulk.concurrency,
+        .reclaim_idle_ms = c->bulk.reclaim_idle_ms,
+    };
+    int e = redis_conn_new(&app->bulk_redis, app->loop, &rc);
+    return e ? e : bulk_worker_new(&app->bulk_worker, app->loop, app->bulk, app->bulk_redis, &wc);
+}
+
 static int start_routes(struct app *app)
 {
     app->api = (struct api_context){
@@ -290,6 +327,7 @@ static int start_routes(struct app *app)
         .metrics = app->metrics,
         .objections = app->objections,
         .writebacks = app->writebacks,
+        .bulk = app->bulk,
     };
     int err = router_new(&app->router);
     if (err)
@@ -299,6 +337,7 @@ static int start_routes(struct app *app)
     err = err ? err : api_trace_register(app->router, &app->api);
     err = err ? err : api_objections_register(app->router, &app->api);
     err = err ? err : api_writebacks_register(app->router, &app->api);
+    err = err ? err : api_bulk_register(app->router, &app->api);
     return err ? err : api_admin_register(app->router, &app->api);
 }
 
@@ -320,6 +359,7 @@ static int start_server(struct app *app, char *err, size_t n)
         .max_connections_per_client = c->server.max_connections_per_client,
         .handler = router_dispatch,
         .handler_arg = app->router,
+        .head = router_head,
         .metrics = app->metrics,
     };
     int e = http_server_new(&app->server, app->loop, &sc);
@@ -362,7 +402,9 @@ static void log_listening(const struct app *app)
               json_pack("{s:i, s:s}", "port", app_port(app), "version", PDS_TRACE_VERSION));
 }
 
-int app_new(struct app **out, uv_loop_t *loop, const struct config *cfg, char *err, size_t err_size)
+/* What serve and bulk share: everything up to the trace service and the write-back queue. */
+static int start_core(struct app **out, uv_loop_t *loop, const struct config *cfg, bool keys,
+                      char *err, size_t err_size)
 {
     struct app *app = calloc(1, sizeof(*app));
     if (app == NULL)
@@ -373,19 +415,64 @@ int app_new(struct app **out, uv_loop_t *loop, const struct config *cfg, char *e
     /* Signals first: from here on app_stop() may close them, whatever fails next. */
     int e = start_signals(app);
     e = e ? e : metrics_new(&app->metrics);
-    e = e ? e : apikeys_load(&app->keys, cfg->api_keys_file, err, err_size);
-    if (!e && apikeys_count(app->keys) == 0)
+    if (!e && keys)
+        e = apikeys_load(&app->keys, cfg->api_keys_file, err, err_size);
+    if (!e && keys && apikeys_count(app->keys) == 0)
         log_msgf(LOG_LEVEL_WARN, NULL, "no API keys: every protected route answers 401");
     e = e ? e : http_client_new(&app->http, loop);
     e = e ? e : start_redis(app);
     e = e ? e : start_pds(app, err, err_size);
-    e = e ? e : start_traces(app, err, err_size);
+    return e ? e : start_traces(app, err, err_size);
+}
+
+int app_new(struct app **out, uv_loop_t *loop, const struct config *cfg, char *err, size_t err_size)
+{
+    int e = start_core(out, loop, cfg, true, err, err_size);
+    struct app *app = *out;
     e = e ? e : start_writeback_worker(app, err, err_size);
+    e = e ? e : start_bulk_worker(app);
     e = e ? e : start_routes(app);
     e = e ? e : start_server(app, err, err_size);
     if (!e)
         log_listening(app);
     return e;
+}
+
+int app_new_bulk(struct app **out, uv_loop_t *loop, const struct config *cfg, char *err,
+                 size_t err_size)
+{
+    return start_core(out, loop, cfg, false, err, err_size);
+}
+
+void app_set_stop_hook(struct app *app, app_stop_hook *fn, void *arg)
+{
+    app->stop_hook = fn;
+    app->stop_hook_arg = arg;
+}
+
+struct trace_service *app_traces(const struct app *app)
+{
+    return app->traces;
+}
+
+struct writeback_queue *app_writebacks(const struct app *app)
+{
+    return app->writebacks;
+}
+
+struct objections *app_objections(const struct app *app)
+{
+    return app->objections;
+}
+
+struct metrics *app_metrics(const struct app *app)
+{
+    return app->metrics;
+}
+
+struct pds_client *app_pds(const struct app *app)
+{
+    return app->pds;
 }
 
 static void close_handle(uv_handle_t *h)
@@ -397,6 +484,9 @@ static void close_handle(uv_handle_t *h)
 /* Everything after the drain: the order of CONVENTIONS.md §1.5. */
 static void close_all(struct app *app)
 {
+    /* Rows of bulk jobs in flight stay pending in Redis for another instance. */
+    bulk_worker_free(app->bulk_worker);
+    app->bulk_worker = NULL;
     /* Traces still waiting end with UV_ECANCELED as what they wait on goes away. */
     if (app->traces != NULL)
         trace_service_shutdown(app->traces);
@@ -416,6 +506,9 @@ static void close_all(struct app *app)
     app->objections = NULL;
     redis_conn_free(app->worker_redis);
     app->worker_redis = NULL;
+    bulk_jobs_close(app->bulk);
+    redis_conn_free(app->bulk_redis);
+    app->bulk_redis = NULL;
     redis_conn_free(app->redis);
     app->redis = NULL;
     close_handle((uv_handle_t *)&app->sigterm);
@@ -438,6 +531,9 @@ void app_stop(struct app *app)
     if (app == NULL || app->stopping)
         return;
     app->stopping = true;
+    if (app->stop_hook != NULL)
+        app->stop_hook(app->stop_hook_arg);
+    bulk_worker_drain(app->bulk_worker);
     if (app->server == NULL) {
         close_all(app);
         return;
@@ -453,6 +549,7 @@ void app_free(struct app *app)
     trace_service_free(app->traces);
     cache_free(app->cache);
     writeback_queue_free(app->writebacks);
+    bulk_jobs_free(app->bulk);
     apikeys_free(app->keys);
     router_free(app->router);
     metrics_free(app->metrics);

@@ -7,6 +7,7 @@
 
 #include "pdstrace/apikeys.h"
 #include "pdstrace/app.h"
+#include "pdstrace/bulk_cli.h"
 #include "pdstrace/config.h"
 #include "pdstrace/crypto.h"
 #include "pdstrace/err.h"
@@ -20,6 +21,9 @@ static void usage(FILE *f)
     fprintf(f, "usage: pds-trace <command> [options]\n\n"
                "commands:\n"
                "  serve [--config FILE]        run the HTTP service\n"
+               "  bulk INPUT.csv -o OUTPUT.csv [--format simple|pds-mesh] [--rate N]\n"
+               "       [--concurrency N] [--write-back] [--resume] [--config FILE]\n"
+               "                               trace every row of a CSV file (bulk --help)\n"
                "  apikey NAME ROLE[,ROLE...]   mint a new API key and print its keys-file entry\n"
                "                               (roles: trace, bulk, objections, admin)\n\n"
                "options:\n"
@@ -142,6 +146,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "serve") == 0)
         return serve(argc - 2, argv + 2);
+    if (strcmp(argv[1], "bulk") == 0)
+        return bulk_cli(argc - 2, argv + 2);
     if (strcmp(argv[1], "apikey") == 0)
         return apikey(argc - 2, argv + 2);
     fprintf(stderr, "pds-trace: unknown command %s\n", argv[1]);

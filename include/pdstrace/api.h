@@ -4,6 +4,7 @@
 /* The HTTP API of DESIGN.md §3: route groups register themselves on the router. What the
  * groups share among themselves is in src/api/api_int.h. */
 struct apikeys;
+struct bulk_jobs;
 struct config;
 struct http_client;
 struct http_exchange;
@@ -26,6 +27,7 @@ struct api_context {
     struct metrics *metrics;            /* /metrics renders it; the routes declare their families */
     struct objections *objections;      /* the registry every trace checks */
     struct writeback_queue *writebacks; /* where matched traces queue their write-back */
+    struct bulk_jobs *bulk;             /* HTTP bulk jobs */
 };
 
 /* GET /healthz, /readyz and /metrics, which need no key. */
@@ -42,6 +44,10 @@ int api_objections_register(struct router *r, struct api_context *ctx);
 
 /* GET /v1/writebacks, POST /v1/writebacks/{trace_id}/retry (role admin). */
 int api_writebacks_register(struct router *r, struct api_context *ctx);
+
+/* POST /v1/bulk, GET /v1/bulk/{job_id}, GET /v1/bulk/{job_id}/result, DELETE
+ * /v1/bulk/{job_id} (role bulk). */
+int api_bulk_register(struct router *r, struct api_context *ctx);
 
 /* A router_guard_fn (arg: struct api_context): "Authorization: Bearer <key>" must name a
  * key holding role; answers 401 or 403 itself. On success the key is the exchange's user. */

@@ -87,6 +87,12 @@ struct config {
     struct {
         unsigned max_staleness_ms;
     } objections;
+    struct {
+        size_t max_bytes;         /* a POST /v1/bulk file's size limit */
+        unsigned concurrency;     /* HTTP job rows traced at once per instance */
+        unsigned reclaim_idle_ms; /* rows idle this long on a stopped instance are taken */
+        unsigned retention_s;     /* a job's keys outlive its last change by this */
+    } bulk;
 };
 
 /* Fills every setting with its built-in default. */

@@ -95,4 +95,21 @@ int demog_parse_gender(const char *in, enum demog_gender *out);
 /* "male", "female", "other", "unknown", or "" for DEMOG_GENDER_NONE; never NULL. */
 const char *demog_gender_name(enum demog_gender g);
 
+/* The checks above that can fail for several reasons, with the reason, for messages
+ * "<column>: <reason>" about bulk CSV rows: on ERR_INVALID_INPUT *why is a static phrase
+ * that never quotes the value ("must not contain digits", "is not a real calendar date");
+ * otherwise as demog_normalise_name and demog_check_birth_date. */
+int demog_normalise_name_why(const char *in, char *out, size_t size, const char **why);
+int demog_check_birth_date_why(const char *in, const char *today, const char **why);
+
+/* Free text such as an address line, as POST /v1/trace reads "address": trims, collapses
+ * whitespace runs to one space, maps curly apostrophes to ' and Unicode dashes to -.
+ * Rejects invalid UTF-8, control and invisible characters, and results longer than
+ * size - 1 bytes. The result may be "". Returns 0 or ERR_INVALID_INPUT (*why set, out ""). */
+int demog_normalise_text(const char *in, char *out, size_t size, const char **why);
+
+/* A case_id as POST /v1/trace takes it: 1..64 visible ASCII characters, no spaces.
+ * Returns 0 or ERR_INVALID_INPUT (*why set). */
+int demog_check_case_id(const char *in, const char **why);
+
 #endif

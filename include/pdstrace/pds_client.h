@@ -9,19 +9,31 @@
 #include "pdstrace/http_client.h"
 
 /* Searches and retrieves against a PDS FHIR R4 endpoint (DESIGN.md §4, pds/README.md) over
- * the shared HTTP client: the real headers, a global token-bucket rate limit with no
- * bursts above it, a cap on requests in flight, and retries of 429/408/5xx/connection
- * errors with exponential backoff and jitter (Retry-After wins), reusing the request's
+ * the shared HTTP client: the real headers, a rate limit with no bursts shared by every
+ * instance through Redis (a local token bucket while Redis is away), single traces before
+ * bulk rows, a cap on requests in flight, and retries of 429/408/5xx/connection errors
+ * with exponential backoff and jitter (Retry-After wins), reusing the request's
  * X-Request-ID on every attempt. See docs/internals/pds_client.md. */
 struct metrics;
 struct pds_client;
 struct http_client;
+struct redis_conn;
 struct token_source;
+
+/* Which requests go first when several wait for the rate limit: in this process a waiting
+ * trace request is always sent before a waiting bulk one, and across instances a bulk
+ * request never reserves a slot more than about one interval ahead (pds_rate.h). */
+enum pds_priority {
+    PDS_PRIORITY_TRACE = 0, /* a single trace (POST /v1/trace) */
+    PDS_PRIORITY_BULK,      /* a row of a bulk run */
+    PDS_PRIORITIES
+};
 
 struct pds_client_config {
     const char *base_url;       /* ".../personal-demographics/FHIR/R4", no trailing slash needed */
     const char *ods_code;       /* NHSD-End-User-Organisation-ODS, or NULL/"" */
-    double rate;                /* requests per second, all callers together */
+    double rate;                /* requests per second: of every instance sharing Redis
+                                   together, and of this client alone while Redis is away */
     unsigned concurrency;       /* requests in flight */
     unsigned timeout_ms;        /* per attempt */
     unsigned max_attempts;      /* >= 1 */
@@ -33,6 +45,10 @@ struct pds_client_config {
                                    borrowed and must outlive the client */
     struct metrics *metrics;    /* borrowed, outlives the client; NULL: none. The client
                                    declares and counts the pdstrace_pds_* families */
+    struct redis_conn *redis;   /* borrowed, outlives the client; NULL: the local token
+                                   bucket only. Holds the rate limit shared by instances */
+    const char *key_prefix;     /* of the limiter's Redis key (redis.key_prefix); copied;
+                                   NULL means "" */
 };
 
 struct pds_response {
@@ -53,7 +69,8 @@ typedef void pds_cb(int status, const struct pds_response *res, void *arg);
 
 /* cfg is copied. http and tokens (NULL when auth is none) are borrowed and must outlive
  * the client. Returns 0, ERR_CONFIG (no base_url, rate <= 0, concurrency or max_attempts
- * 0, an ods_code that is not printable ASCII), ERR_INVALID_INPUT or UV_ENOMEM. */
+ * 0, an ods_code that is not printable ASCII, a key_prefix over 200 bytes), ERR_INVALID_INPUT
+ * or UV_ENOMEM. */
 int pds_client_new(struct pds_client **out, uv_loop_t *loop, struct http_client *http,
                    struct token_source *tokens, const struct pds_client_config *cfg);
 
@@ -72,13 +89,15 @@ struct pds_call {
                                    ERR_UPSTREAM_TIMEOUT; 0 for none */
     pds_gone_fn *gone;          /* NULL, or asked before each send: once true, a waiting
                                    request completes with UV_ECANCELED unsent */
+    enum pds_priority priority; /* 0: PDS_PRIORITY_TRACE */
 };
 
 /* GET {base}/Patient?{query}&_max-results=1. query is an already percent-encoded
  * parameter string without _max-results ("family=Smith&birthdate=eq2010-10-22"); it is
  * copied, and call may be NULL. Returns 0 and calls cb exactly once later, or returns <0
  * and never calls cb: ERR_INVALID_INPUT (query with spaces, controls or '#';
- * correlation_id over 128 printable characters), ERR_RATE_LIMITED (max_queue requests are
+ * correlation_id over 128 printable characters; a priority that is none of
+ * enum pds_priority), ERR_RATE_LIMITED (max_queue requests are
  * waiting), UV_ECANCELED (freeing). */
 int pds_client_search(struct pds_client *pc, const char *query, const struct pds_call *call,
                       pds_cb *cb, void *arg);
@@ -87,5 +106,9 @@ int pds_client_search(struct pds_client *pc, const char *query, const struct pds
  * pds_client_search. */
 int pds_client_retrieve(struct pds_client *pc, const char *nhs_number, const struct pds_call *call,
                         pds_cb *cb, void *arg);
+
+/* Requests sent to PDS since the client was made: every attempt (retries, the one repeated
+ * after a 401 and libcurl's own re-sends included), answered or not. */
+uint64_t pds_client_requests_sent(const struct pds_client *pc);
 
 #endif

@@ -34,10 +34,22 @@ void router_free(struct router *r);
 int router_add(struct router *r, const char *method, const char *pattern, const char *role,
                route_handler_fn *fn, void *arg);
 
+/* Adds a streaming route (same rules as router_add): with router_head as the server's
+ * cfg.head, a request for it is dispatched as soon as its headers are complete, the guard
+ * runs before any body byte is read, max_body_bytes does not apply, and the handler reads
+ * the body with http_exchange_read_body (or answers without it, which closes the
+ * connection). Responses may stream from any route (http_exchange_start). */
+int router_add_stream(struct router *r, const char *method, const char *pattern, const char *role,
+                      route_handler_fn *fn, void *arg);
+
 void router_set_guard(struct router *r, router_guard_fn *fn, void *arg);
 
 /* An http_handler_fn: pass the router as handler_arg. */
 void router_dispatch(struct http_exchange *x, void *router);
+
+/* An http_head_fn: non-zero when the route router_dispatch would pick for x was added
+ * with router_add_stream. Pass the router as handler_arg. */
+int router_head(const struct http_exchange *x, void *router);
 
 /* Looks up a parameter by name; NULL when absent. */
 const char *route_param(const struct route_params *p, const char *name);

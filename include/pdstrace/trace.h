@@ -43,6 +43,8 @@ struct trace_call {
     trace_gone_fn *gone; /* NULL, or asked before every PDS request: once true, the trace
                             stops with UV_ECANCELED rather than spend the PDS budget */
     void *arg;
+    bool bulk; /* a row of a bulk run: its PDS requests give way to single traces'
+                  (PDS_PRIORITY_BULK); false: a single trace */
 };
 
 /* pds and cache (NULL: no caching) are borrowed and must outlive the service. */

@@ -27,6 +27,8 @@ struct trace_result {
     bool restricted;          /* meta.security R or V */
     char superseded_from[11]; /* the held number PDS replaced, "" when none */
     bool deceased;            /* PDS holds a death notice (deceasedDateTime) */
+    bool held_invalidated;    /* PDS says the held number given to verify is invalidated
+                                 (what PDS MESH reports as code 91) */
     enum trace_source source;
     unsigned steps; /* PDS requests made; 0 on cache hit or objection */
 };
@@ -67,8 +69,9 @@ int trace_outcome_parse(const char *name, enum trace_outcome *out);
  * needed. Returns 0 or a buf error. */
 int trace_result_format(const struct trace_result *r, struct buf *out);
 
-/* The cached form: a short versioned line ("2|matched|9000000009|1|0||0|2": outcome,
- * number, score, restricted, superseded_from, deceased, steps). Returns 0 or a buf error. */
+/* The cached form: a short versioned line ("3|matched|9000000009|1|0||0|0|2": outcome,
+ * number, score, restricted, superseded_from, deceased, held_invalidated, steps). Returns 0
+ * or a buf error. */
 int trace_result_encode(const struct trace_result *r, struct buf *out);
 
 /* The reverse; checks every field (a valid NHS number, a score in 0..1...). Returns 0 or

@@ -12,9 +12,14 @@
 
 long long mock_wall_ms(void)
 {
+    return mock_wall_us() / 1000;
+}
+
+long long mock_wall_us(void)
+{
     struct timeval tv;
     gettimeofday(&tv, NULL);
-    return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    return (long long)tv.tv_sec * 1000000 + tv.tv_usec;
 }
 
 bool mock_is_loopback(const char *host)

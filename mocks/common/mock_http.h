@@ -17,6 +17,8 @@ struct http_server;
 
 /* Wall-clock milliseconds since the epoch. */
 long long mock_wall_ms(void);
+/* The same in microseconds. */
+long long mock_wall_us(void);
 
 /* Whether host is a loopback address, where an admin API without auth may be served. */
 bool mock_is_loopback(const char *host);

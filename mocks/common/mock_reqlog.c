@@ -38,7 +38,8 @@ void mock_reqlog_close(struct mock_reqlog *log)
 uint64_t mock_reqlog_add(struct mock_reqlog *log, struct mock_log_entry *e)
 {
     e->seq = log->_next_seq++;
-    e->time_ms = mock_wall_ms();
+    e->time_us = mock_wall_us();
+    e->time_ms = e->time_us / 1000;
     /* The slot of the entry cap requests older, which leaves the log now. */
     struct mock_log_entry **slot = &log->_ring[e->seq % log->_cap];
     free(*slot);

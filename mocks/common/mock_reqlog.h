@@ -15,6 +15,7 @@ struct router;
 struct mock_log_entry {
     uint64_t seq;
     long long time_ms; /* wall clock, ms since the epoch */
+    long long time_us; /* the same instant in microseconds, for tests that measure spacing */
 };
 
 /* One entry as GET /_admin/requests shows it; NULL when out of memory. */

@@ -11,6 +11,7 @@
 #include "pdstrace/err.h"
 #include "pdstrace/macros.h"
 #include "population.h"
+#include "sample.h"
 #include "sandbox.h"
 #include "server.h"
 
@@ -23,9 +24,13 @@ struct opts {
     const char *out;
     const char *log_level;
     const char *sandbox;
+    const char *sample;
+    uint64_t rows;
+    uint64_t sample_seed;
     uint64_t generate;
     uint64_t seed;
     bool has_generate;
+    bool has_rows;
     bool help;
 };
 
@@ -39,6 +44,9 @@ static const struct mock_opt options[] = {
     OPT("--generate", U64, generate),
     OPT("--seed", U64, seed),
     OPT("--out", STR, out),
+    OPT("--sample", STR, sample),
+    OPT("--rows", U64, rows),
+    OPT("--sample-seed", U64, sample_seed),
     OPT("--jwt-public-key", STR, cfg.jwt_public_key),
     OPT("--client-id", STR, cfg.client_id),
     OPT("--token-url", STR, cfg.token_url),
@@ -49,6 +57,7 @@ static const struct mock_opt options[] = {
     FAULT("--retry-after", UINT, retry_after),
     FAULT("--reset-rate", RATE, reset_rate),
     FAULT("--rate-limit", UINT, rate_limit_per_min),
+    FAULT("--rate-window-ms", UINT, rate_window_ms),
     OPT("--seed-faults", U64, cfg.fault_seed),
     OPT("--log-level", STR, log_level),
     OPT("--sandbox", STR, sandbox),
@@ -60,6 +69,7 @@ static void seen(void *opts, const struct mock_opt *opt)
 {
     struct opts *o = opts;
     o->has_generate |= opt->offset == offsetof(struct opts, generate);
+    o->has_rows |= opt->offset == offsetof(struct opts, rows);
 }
 
 static const struct mock_cli cli = {"mock-pds", options, ARRAY_SIZE(options), seen};
@@ -67,19 +77,37 @@ static const struct mock_cli cli = {"mock-pds", options, ARRAY_SIZE(options), se
 static void usage(FILE *f)
 {
     fprintf(f, "usage: mock-pds --generate N [--seed S] --out FILE\n"
+               "       mock-pds (--generate N | --population FILE) [--seed S]\n"
+               "                --sample simple|pds-mesh [--rows R] [--sample-seed K] --out FILE\n"
                "       mock-pds [--port P] [--host ADDR] (--population FILE | --generate N "
                "[--seed S])\n"
                "                [--jwt-public-key PEM --client-id ID [--token-url URL] "
                "[--token-ttl S]]\n"
                "                [--latency-ms N] [--fail-rate F] [--fail-status 503|429|...]\n"
                "                [--retry-after S] [--reset-rate F] [--rate-limit N] "
-               "[--seed-faults S]\n"
+               "[--rate-window-ms MS]\n"
+               "                [--seed-faults S]\n"
                "                [--log-level debug|info|warn|error] [--sandbox DIR]\n\n"
                "A synthetic PDS FHIR server (mocks/pds/README.md). --port 0 picks a free port,\n"
                "logged as {\"msg\":\"listening\",\"port\":N}. Defaults: host 127.0.0.1, seed 1,\n"
                "token TTL 599 s, fail statuses 503, no faults. --rate-limit counts requests per\n"
-               "application over a rolling 60 s (0: off). The admin API (/_admin/faults,\n"
-               "/_admin/requests) is served on loopback addresses only.\n");
+               "application over a rolling 60 s (0: off; --rate-window-ms changes the window).\n"
+               "The admin API (/_admin/faults, /_admin/requests) is served on loopback\n"
+               "addresses only. --sample writes a bulk file of R rows (default 1000) drawn\n"
+               "from the population (another one for each --sample-seed) and exits.\n");
+}
+
+static int check_sample(const struct opts *o)
+{
+    enum sample_format format;
+
+    if (o->sample == NULL)
+        return o->has_rows ? mock_opts_bad(&cli, "--rows needs --sample FORMAT") : 0;
+    if (sample_format_parse(o->sample, &format) != 0)
+        return mock_opts_bad(&cli, "--sample must be simple or pds-mesh");
+    if (o->out == NULL)
+        return mock_opts_bad(&cli, "--sample needs --out FILE");
+    return 0;
 }
 
 static int check_opts(struct opts *o)
@@ -89,8 +117,10 @@ static int check_opts(struct opts *o)
         return 0;
     if ((o->population != NULL) == o->has_generate)
         return mock_opts_bad(&cli, "give exactly one of --population FILE and --generate N");
-    if (o->out != NULL && !o->has_generate)
-        return mock_opts_bad(&cli, "--out needs --generate N");
+    if (check_sample(o) != 0)
+        return MOCK_EXIT_USAGE;
+    if (o->out != NULL && !o->has_generate && o->sample == NULL)
+        return mock_opts_bad(&cli, "--out needs --generate N or --sample FORMAT");
     if (o->cfg.jwt_public_key != NULL && (o->cfg.client_id == NULL || !o->cfg.client_id[0]))
         return mock_opts_bad(&cli, "--jwt-public-key needs --client-id ID");
     if (o->cfg.token_ttl_s == 0)
@@ -126,6 +156,22 @@ static int save(struct population *pop, const char *path)
     population_free(pop);
     if (err) {
         fprintf(stderr, "mock-pds: --out %s: cannot write the file\n", path);
+        return MOCK_EXIT_FAILED;
+    }
+    return MOCK_EXIT_OK;
+}
+
+/* Writes the sample bulk file and frees pop. */
+static int save_sample(struct population *pop, const struct opts *o)
+{
+    struct sample_opts so = {SAMPLE_SIMPLE, o->has_rows ? o->rows : 1000, o->seed, o->sample_seed};
+    int err = sample_format_parse(o->sample, &so.format);
+
+    if (err == 0)
+        err = sample_save(pop, &so, o->out);
+    population_free(pop);
+    if (err) {
+        fprintf(stderr, "mock-pds: --out %s: cannot write the sample: %s\n", o->out, err_str(err));
         return MOCK_EXIT_FAILED;
     }
     return MOCK_EXIT_OK;
@@ -204,6 +250,8 @@ int main(int argc, char **argv)
     struct population *pop = NULL;
     if (load(&o, &pop) != 0)
         return MOCK_EXIT_USAGE;
+    if (o.sample != NULL)
+        return save_sample(pop, &o);
     if (o.out != NULL)
         return save(pop, o.out);
     struct sandbox *sb = NULL;

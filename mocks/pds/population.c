@@ -293,3 +293,27 @@ bool population_is_invalidated(const struct population *pop, const char *id)
     return bsearch(&id, pop->invalidated, pop->ninvalidated, sizeof(*pop->invalidated), cmp_str) !=
            NULL;
 }
+
+size_t population_superseded_count(const struct population *pop)
+{
+    return pop->nsuperseded;
+}
+
+const char *population_superseded_at(const struct population *pop, size_t i, const char **new_id)
+{
+    if (i >= pop->nsuperseded)
+        return NULL;
+    if (new_id)
+        *new_id = pop->superseded[i].new_id;
+    return pop->superseded[i].old_id;
+}
+
+size_t population_invalidated_count(const struct population *pop)
+{
+    return pop->ninvalidated;
+}
+
+const char *population_invalidated_at(const struct population *pop, size_t i)
+{
+    return i < pop->ninvalidated ? pop->invalidated[i] : NULL;
+}

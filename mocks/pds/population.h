@@ -91,4 +91,13 @@ const char *population_superseded_by(const struct population *pop, const char *o
 
 bool population_is_invalidated(const struct population *pop, const char *id);
 
+/* The superseded numbers, sorted; i < population_superseded_count(). *new_id (may be NULL)
+ * gets the number that replaced the i-th one. Both borrowed. */
+size_t population_superseded_count(const struct population *pop);
+const char *population_superseded_at(const struct population *pop, size_t i, const char **new_id);
+
+/* The invalidated numbers, sorted; i < population_invalidated_count(). Borrowed. */
+size_t population_invalidated_count(const struct population *pop);
+const char *population_invalidated_at(const struct population *pop, size_t i);
+
 #endif

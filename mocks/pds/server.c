@@ -147,7 +147,7 @@ void mock_pds_config_init(struct mock_pds_config *cfg)
         .host = "127.0.0.1",
         .token_ttl_s = 599,
         .fault_seed = 1,
-        .faults = {.fail_status = 503, .fail_next_status = 503},
+        .faults = {.fail_status = 503, .fail_next_status = 503, .rate_window_ms = 60000},
     };
 }
 

@@ -24,7 +24,8 @@ struct mock_pds_faults {
     int fail_status;             /* 429, 408 or 500..504 */
     unsigned retry_after;        /* Retry-After seconds on injected failures; 0: none */
     double reset_rate;           /* share of FHIR requests whose connection is reset */
-    unsigned rate_limit_per_min; /* per application, rolling 60 s; 0: off */
+    unsigned rate_limit_per_min; /* per application, over a rolling window; 0: off */
+    unsigned rate_window_ms;     /* that window: 60000 as PDS; shorter in tests */
     unsigned fail_next;          /* the next N FHIR requests fail with fail_next_status */
     int fail_next_status;
     unsigned reset_next; /* the next N FHIR requests get a connection reset */

@@ -10,8 +10,6 @@
 #include "pdstrace/macros.h"
 #include "pdstrace/router.h"
 
-#define WINDOW_MS 60000
-
 /* One application's rolling rate window. */
 struct server_window {
     struct server_window *next;
@@ -24,11 +22,12 @@ struct server_window {
 
 /* GET /_admin/faults shows them in this order. */
 static const struct mock_field fault_fields[] = {
-    FIELD(latency_ms, MOCK_FIELD_UINT),    FIELD(fail_rate, MOCK_FIELD_RATE),
-    FIELD(fail_status, MOCK_FIELD_STATUS), FIELD(retry_after, MOCK_FIELD_UINT),
-    FIELD(reset_rate, MOCK_FIELD_RATE),    FIELD(rate_limit_per_min, MOCK_FIELD_UINT),
-    FIELD(fail_next, MOCK_FIELD_UINT),     FIELD(fail_next_status, MOCK_FIELD_STATUS),
-    FIELD(reset_next, MOCK_FIELD_UINT),    FIELD(hang_next, MOCK_FIELD_UINT),
+    FIELD(latency_ms, MOCK_FIELD_UINT),         FIELD(fail_rate, MOCK_FIELD_RATE),
+    FIELD(fail_status, MOCK_FIELD_STATUS),      FIELD(retry_after, MOCK_FIELD_UINT),
+    FIELD(reset_rate, MOCK_FIELD_RATE),         FIELD(rate_limit_per_min, MOCK_FIELD_UINT),
+    FIELD(rate_window_ms, MOCK_FIELD_UINT),     FIELD(fail_next, MOCK_FIELD_UINT),
+    FIELD(fail_next_status, MOCK_FIELD_STATUS), FIELD(reset_next, MOCK_FIELD_UINT),
+    FIELD(hang_next, MOCK_FIELD_UINT),
 };
 
 /* ---- the rate windows ------------------------------------------------------------------ */
@@ -64,8 +63,8 @@ static struct server_window *window_get(struct mock_pds *m, const char *app)
 }
 
 /* A rolling window of the admitted requests' times: full and its oldest entry younger than
- * a minute means over the limit. Refused requests do not count, so a client that backs off
- * gets through again. */
+ * the window (a minute, unless told otherwise) means over the limit. Refused requests do not count,
+ * so a client that backs off gets through again. */
 bool server_faults_rate_admit(struct mock_pds *m, const char *app)
 {
     unsigned limit = m->faults.rate_limit_per_min;
@@ -76,7 +75,7 @@ bool server_faults_rate_admit(struct mock_pds *m, const char *app)
         return true;
     uint64_t now = uv_now(m->loop);
     if (w->count == limit) {
-        if (now - w->stamps[w->head] < WINDOW_MS)
+        if (now - w->stamps[w->head] < m->faults.rate_window_ms)
             return false;
         w->stamps[w->head] = now;
         w->head = (w->head + 1) % limit;
@@ -109,6 +108,8 @@ int mock_pds_faults_check(const struct mock_pds_faults *f, const char **field)
         bad = "fail_next_status";
     else if (f->rate_limit_per_min > 1000000)
         bad = "rate_limit_per_min";
+    else if (f->rate_window_ms < 1 || f->rate_window_ms > 3600000)
+        bad = "rate_window_ms";
     if (field != NULL)
         *field = bad;
     return bad != NULL ? ERR_INVALID_INPUT : 0;
@@ -158,8 +159,9 @@ static void on_faults_put(struct http_exchange *x, const struct route_params *p,
         json_decref(body);
         return;
     }
-    /* A new limit starts every application's window afresh. */
-    if (json_object_get(body, "rate_limit_per_min") != NULL)
+    /* A new limit or window starts every application's window afresh. */
+    if (json_object_get(body, "rate_limit_per_min") != NULL ||
+        json_object_get(body, "rate_window_ms") != NULL)
         server_faults_windows_free(m);
     json_decref(body);
     m->faults = f;

@@ -101,12 +101,12 @@ void server_reqlog_answered(struct mock_reqlog *log, uint64_t seq, struct http_e
 static json_t *entry_json(const struct mock_log_entry *head)
 {
     const struct server_log_entry *e = (const void *)head; /* its first member */
-    return json_pack("{s:I, s:I, s:s, s:s, s:s, s:s?, s:s?, s:b, s:s?, s:s?, s:i, s:s?}", "seq",
-                     (json_int_t)head->seq, "time_ms", (json_int_t)head->time_ms, "method",
-                     e->method, "path", e->path, "query", e->query, "x_request_id", e->request_id,
-                     "x_correlation_id", e->correlation_id, "authorization", e->authorization,
-                     "client_id", e->client_id, "ods", e->ods, "status", e->status, "fault",
-                     e->fault);
+    return json_pack("{s:I, s:I, s:I, s:s, s:s, s:s, s:s?, s:s?, s:b, s:s?, s:s?, s:i, s:s?}",
+                     "seq", (json_int_t)head->seq, "time_ms", (json_int_t)head->time_ms, "time_us",
+                     (json_int_t)head->time_us, "method", e->method, "path", e->path, "query",
+                     e->query, "x_request_id", e->request_id, "x_correlation_id", e->correlation_id,
+                     "authorization", e->authorization, "client_id", e->client_id, "ods", e->ods,
+                     "status", e->status, "fault", e->fault);
 }
 
 int server_reqlog_init(struct mock_reqlog *log)

@@ -92,7 +92,9 @@ static const struct setting settings[] = {
     STR("pds.key_file", pds.key_file, "", "PEM RSA private key for the JWT (signed-jwt)"),
     STR("pds.kid", pds.kid, "", "key id of that key, as registered (signed-jwt)"),
     STR("pds.ods_code", pds.ods_code, "", "NHSD-End-User-Organisation-ODS header, when needed"),
-    NUM("pds.rate", T_DOUBLE, pds.rate, "5", 0.1, 1000, "PDS requests per second, all traces"),
+    NUM("pds.rate", T_DOUBLE, pds.rate, "5", 0.1, 1000,
+        "PDS requests per second for every instance on the same Redis, single traces and bulk rows "
+        "together"),
     NUM("pds.concurrency", T_UINT, pds.concurrency, "10", 1, 1000, "PDS requests in flight"),
     NUM("pds.timeout_ms", T_UINT, pds.timeout_ms, "10000", 100, 120000, "PDS request timeout"),
     NUM("pds.max_attempts", T_UINT, pds.max_attempts, "4", 1, 20,
@@ -141,6 +143,14 @@ static const struct setting settings[] = {
         "PEM client certificate for mutual TLS with the case system"),
     STR("case.client_key_file", case_system.client_key_file, "",
         "PEM private key of that certificate"),
+    NUM("bulk.max_bytes", T_SIZE, bulk.max_bytes, "268435456", 1024, 68719476736.0,
+        "POST /v1/bulk file size limit (streamed into Redis, never held whole); larger: 413"),
+    NUM("bulk.concurrency", T_UINT, bulk.concurrency, "16", 1, 1024,
+        "rows of HTTP bulk jobs traced at once per instance"),
+    NUM("bulk.reclaim_idle_ms", T_UINT, bulk.reclaim_idle_ms, "30000", 1000, 86400000,
+        "rows of HTTP bulk jobs left this long by a stopped instance are taken over"),
+    NUM("bulk.retention_s", T_UINT, bulk.retention_s, "604800", 60, 31536000,
+        "an HTTP bulk job and its result are deleted this long after it is done"),
 };
 
 static void env_name(const struct setting *s, char *out, size_t size)

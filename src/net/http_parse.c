@@ -238,6 +238,26 @@ static bool expects_continue(struct http_exchange *x, const http_parser *p)
            p->http_minor >= 1;
 }
 
+/* A request claimed by cfg.head goes to its handler now: pausing here makes
+ * http_parser_execute return just before the last LF of the header block, and the parser
+ * goes on from there (its body) only once the handler asks for the body. */
+static int claim_for_stream(struct conn *c, http_parser *p)
+{
+    struct http_exchange *x = c->cur;
+    x->streaming = true;
+    x->keep_alive = http_should_keep_alive(p) && !p->upgrade;
+    x->expect_continue = expects_continue(x, p);
+    x->start_ns = uv_hrtime();
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static bool head_claims(struct conn *c)
+{
+    const struct http_server_config *cfg = &c->srv->cfg;
+    return cfg->head != NULL && cfg->head(c->cur, cfg->handler_arg) != 0;
+}
+
 static int on_headers_complete(http_parser *p)
 {
     struct conn *c = p->data;
@@ -253,12 +273,28 @@ static int on_headers_complete(http_parser *p)
     if (!transfer_encoding_ok(x))
         return fail(c, 400, "invalid_field", "unsupported Transfer-Encoding");
     bool chunked = (p->flags & F_CHUNKED) != 0;
-    if (!chunked && p->content_length != ULLONG_MAX &&
-        p->content_length > c->srv->cfg.max_body_bytes)
+    if (!chunked)
+        x->declared_len = p->content_length; /* ULLONG_MAX when absent, as UINT64_MAX */
+    if (head_claims(c))
+        return claim_for_stream(c, p);
+    if (x->declared_len != UINT64_MAX && x->declared_len > c->srv->cfg.max_body_bytes)
         return fail(c, 413, "payload_too_large", "request body too large");
     /* Sent by feed(), once the framing of the bytes parsed so far has been checked. */
     c->want_continue = expects_continue(x, p);
     http_conn_set_phase(c, PHASE_BODY);
+    return 0;
+}
+
+/* Streamed body bytes of one read are gathered for one on_data call after the parser
+ * returns (http_stream_parsed), counted against the handler's max_bytes. */
+static int take_piece(struct conn *c, const char *at, size_t len)
+{
+    struct http_reader *rd = &c->cur->rd;
+    if (len > rd->max - rd->got)
+        return fail(c, 413, "payload_too_large", "request body too large");
+    rd->got += len;
+    if (buf_append(&c->cur->piece, at, len) != 0)
+        return fail(c, 500, "internal", "body piece too large");
     return 0;
 }
 
@@ -272,6 +308,8 @@ static int on_body(http_parser *p, const char *at, size_t len)
     c->scan_at = at + len;
     c->scan_last = 0;
     c->crlf_due = (p->flags & F_CHUNKED) && p->content_length == 0;
+    if (c->cur->streaming)
+        return take_piece(c, at, len);
     int err = buf_append(&c->cur->body, at, len);
     return err ? fail_buf(c, err, 413, "request body too large") : 0;
 }
@@ -283,7 +321,8 @@ static int on_message_complete(http_parser *p)
     struct conn *c = p->data;
     struct http_exchange *x = c->cur;
     x->keep_alive = http_should_keep_alive(p) && !p->upgrade;
-    x->start_ns = uv_hrtime();
+    if (!x->streaming)
+        x->start_ns = uv_hrtime();
     c->msg_done = true;
     c->want_continue = false; /* the body is all here already */
     http_parser_pause(p, 1);
@@ -360,23 +399,75 @@ static size_t parse(struct conn *c, const char *data, size_t n)
     return done;
 }
 
+/* A streaming request goes to its handler with its headers; what followed them is kept
+ * for the handler to read (http_exchange_read_body). */
+static void dispatch_stream(struct conn *c, const char *rest, size_t n)
+{
+    if (buf_append(&c->pending, rest, n) != 0) {
+        http_conn_fail(c, 500, "internal", "out of memory");
+        return;
+    }
+    dispatch(c);
+}
+
+/* What a failure recorded while parsing a streamed body means to its handler. */
+static int stream_error(int fail_status)
+{
+    if (fail_status == 413)
+        return ERR_TOO_LARGE;
+    return fail_status == 400 ? ERR_INVALID_INPUT : ERR_INTERNAL;
+}
+
+/* The parser ran over body bytes of a streaming request: the handler gets them, and the
+ * end of the read when the body is complete or broken. A pipelined request after it waits
+ * in pending, as after any request. */
+static void feed_stream(struct conn *c, const char *data, size_t n, size_t done)
+{
+    int status = 0;
+    if (c->fail_status != 0)
+        status = stream_error(c->fail_status);
+    else if (!c->msg_done && (HTTP_PARSER_ERRNO(&c->parser) != HPE_OK || done != n))
+        status = ERR_INVALID_INPUT;
+    c->fail_status = 0;
+    if (c->msg_done && c->cur->keep_alive && done < n &&
+        buf_append(&c->pending, data + done, n - done) != 0) {
+        http_conn_close(c);
+        return;
+    }
+    http_stream_parsed(c, status);
+}
+
+/* Before the end of a message: a broken request, "100 Continue", a streaming request
+ * claimed at its headers, or simply more to read. */
+static void feed_partial(struct conn *c, const char *data, size_t n, size_t done)
+{
+    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+    if (e == HPE_PAUSED && c->cur != NULL && c->cur->streaming)
+        dispatch_stream(c, data + done, n - done);
+    else if (e != HPE_OK || done != n)
+        parse_failed(c, e);
+    else if (c->want_continue && http_conn_send_continue(c) != 0)
+        http_conn_fail(c, 500, "internal", "write failed");
+}
+
 void http_conn_feed(struct conn *c, const char *data, size_t n)
 {
     if (c->phase == PHASE_WAIT || c->phase == PHASE_IDLE)
         http_conn_set_phase(c, PHASE_HEADERS);
+    bool body = c->phase == PHASE_STREAM;
     size_t done = parse(c, data, n);
     if (c->closing)
         return;
+    if (body) {
+        feed_stream(c, data, n, done);
+        return;
+    }
     if (c->fail_status != 0) {
         http_conn_fail(c, c->fail_status, c->fail_code, c->fail_msg);
         return;
     }
-    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
     if (!c->msg_done) {
-        if (e != HPE_OK || done != n)
-            parse_failed(c, e);
-        else if (c->want_continue)
-            http_conn_send_continue(c);
+        feed_partial(c, data, n, done);
         return;
     }
     if (c->cur->keep_alive && done < n && buf_append(&c->pending, data + done, n - done)) {

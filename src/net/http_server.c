@@ -53,6 +53,7 @@ void http_exchange_unref(struct http_exchange *x)
     buf_free(&x->headers);
     buf_free(&x->body);
     buf_free(&x->resp_headers);
+    buf_free(&x->piece);
     conn_unref(x->conn);
     free(x);
 }
@@ -74,6 +75,9 @@ struct http_exchange *http_exchange_new(struct conn *c)
     buf_init(&x->headers, cfg->max_header_bytes + 2 * MAX_HEADERS);
     buf_init(&x->body, cfg->max_body_bytes);
     buf_init(&x->resp_headers, RESP_HEADERS_MAX);
+    buf_init(&x->piece, READ_BUF_SIZE);
+    list_init(&x->kick_node);
+    x->declared_len = UINT64_MAX;
     return x;
 }
 
@@ -121,6 +125,8 @@ static void on_conn_timer(uv_timer_t *t)
     struct conn *c = t->data;
     if (c->phase == PHASE_HEADERS || c->phase == PHASE_BODY)
         http_conn_fail(c, 408, "invalid_field", "request timed out");
+    else if (c->phase == PHASE_STREAM)
+        http_stream_timeout(c);
     else
         http_conn_close(c);
 }
@@ -135,6 +141,7 @@ void http_conn_set_phase(struct conn *c, enum conn_phase phase)
         [PHASE_IDLE] = &cfg->idle_timeout_ms,
         [PHASE_HEADERS] = &cfg->header_timeout_ms,
         [PHASE_BODY] = &cfg->body_timeout_ms,
+        [PHASE_STREAM] = &cfg->body_timeout_ms, /* stopped while the handler pauses */
         [PHASE_HANDLING] = NULL,
         [PHASE_WRITING] = &cfg->idle_timeout_ms,
         [PHASE_LINGER] = &linger,
@@ -147,7 +154,7 @@ void http_conn_set_phase(struct conn *c, enum conn_phase phase)
     http_limit_phase(c);
 }
 
-static void pause_reading(struct conn *c)
+void http_conn_read_stop(struct conn *c)
 {
     if (!c->read_paused && !c->closing) {
         uv_read_stop((uv_stream_t *)&c->tcp);
@@ -169,18 +176,21 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 }
 
 /* Bytes that arrive while a request is handled are kept (bounded) for later parsing; this
- * keeps the read side open so that a client going away is noticed. */
+ * keeps the read side open so that a client going away is noticed. A streamed body not
+ * yet read is kept even when the connection will close: its handler may still read it. */
 static void stash(struct conn *c, const char *data, size_t n)
 {
-    if (c->close_after)
+    if (c->close_after && c->msg_done)
         return;
     if (buf_append(&c->pending, data, n) != 0) {
         http_conn_close(c);
         return;
     }
     if (buf_room(&c->pending) == 0)
-        pause_reading(c);
+        http_conn_read_stop(c);
 }
+
+static void conn_teardown(struct conn *c, bool reset, int status);
 
 static void on_read_end(struct conn *c, ssize_t nread)
 {
@@ -189,7 +199,7 @@ static void on_read_end(struct conn *c, ssize_t nread)
         c->close_after = true; /* the answer is on its way: finish writing it first */
         return;
     }
-    http_conn_close(c);
+    conn_teardown(c, false, (int)nread);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
@@ -198,7 +208,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     if (c->closing)
         return;
     if (nread == UV_ENOBUFS) {
-        pause_reading(c);
+        http_conn_read_stop(c);
         return;
     }
     if (nread < 0) {
@@ -207,13 +217,16 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     }
     if (nread == 0 || c->phase == PHASE_LINGER)
         return;
-    if (c->phase == PHASE_HANDLING || c->phase == PHASE_WRITING)
+    if (c->phase == PHASE_HANDLING || c->phase == PHASE_WRITING) {
         stash(c, b->base, (size_t)nread);
-    else
-        http_conn_feed(c, b->base, (size_t)nread);
+        return;
+    }
+    if (c->phase == PHASE_STREAM)
+        http_conn_set_phase(c, PHASE_STREAM); /* progress: the body timeout starts again */
+    http_conn_feed(c, b->base, (size_t)nread);
 }
 
-static void resume_reading(struct conn *c)
+void http_conn_read_start(struct conn *c)
 {
     if (!c->read_paused || c->closing || c->eof)
         return;
@@ -255,8 +268,9 @@ static void close_tcp(struct conn *c, bool reset)
 }
 
 /* Closes at once. The exchange being handled is detached, not freed: the handler still
- * holds its reference, and the struct lives until both handles and all exchanges are gone. */
-static void conn_teardown(struct conn *c, bool reset)
+ * holds its reference, and the struct lives until both handles and all exchanges are gone.
+ * A body being streamed ends with status, once the connection is already closed. */
+static void conn_teardown(struct conn *c, bool reset, int status)
 {
     if (c->closing)
         return;
@@ -266,12 +280,13 @@ static void conn_teardown(struct conn *c, bool reset)
     http_limit_forget(c);
     struct http_exchange *x = c->cur;
     c->cur = NULL;
-    if (x != NULL) {
-        x->detached = true;
-        http_exchange_unref(x);
-    }
     close_tcp(c, reset);
     uv_close((uv_handle_t *)&c->timer, on_conn_handle_close);
+    if (x != NULL) {
+        x->detached = true;
+        http_stream_gone(x, status);
+        http_exchange_unref(x);
+    }
     struct http_server *srv = c->srv;
     if (srv->draining && srv->drain_cb != NULL && srv->nconns == 0)
         drain_finish(srv, 0);
@@ -279,12 +294,12 @@ static void conn_teardown(struct conn *c, bool reset)
 
 void http_conn_close(struct conn *c)
 {
-    conn_teardown(c, false);
+    conn_teardown(c, false, UV_ECANCELED);
 }
 
 void http_conn_reset(struct conn *c)
 {
-    conn_teardown(c, true);
+    conn_teardown(c, true, UV_ECANCELED);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -309,7 +324,7 @@ static void linger(struct conn *c)
         http_conn_close(c);
         return;
     }
-    resume_reading(c);
+    http_conn_read_start(c);
 }
 
 /* ---- after a response ------------------------------------------------------------- */
@@ -325,7 +340,7 @@ static void resume(struct conn *c)
         http_conn_feed(c, data, n);
         free(data);
     }
-    resume_reading(c);
+    http_conn_read_start(c);
 }
 
 void http_conn_answered(struct conn *c)
@@ -454,6 +469,10 @@ static int init_handles(struct http_server *srv)
     srv->drain_timer.data = srv;
     srv->timer_open = true;
     srv->refs++;
+    uv_timer_init(srv->loop, &srv->kick_timer);
+    srv->kick_timer.data = srv;
+    srv->kick_open = true;
+    srv->refs++;
     return 0;
 }
 
@@ -475,6 +494,7 @@ int http_server_new(struct http_server **out, uv_loop_t *loop, const struct http
     srv->host = host;
     srv->refs = 1;
     list_init(&srv->conns);
+    list_init(&srv->kicked);
     http_parse_raise_limit(cfg->max_header_bytes);
     int err = http_limit_init(srv);
     if (!err)
@@ -507,8 +527,12 @@ void http_server_free(struct http_server *srv)
     http_server_drained_cb *cb = srv->drain_cb;
     srv->drain_cb = NULL;
     close_all(srv);
+    http_stream_flush(srv);
     if (srv->timer_open)
         uv_close((uv_handle_t *)&srv->drain_timer, on_srv_handle_close);
+    if (srv->kick_open)
+        uv_close((uv_handle_t *)&srv->kick_timer, on_srv_handle_close);
+    srv->kick_open = false;
     if (cb != NULL)
         cb(UV_ECANCELED, srv->drain_arg);
     srv_unref(srv);

@@ -4,8 +4,9 @@
 /* Shared only by the files of the HTTP server module: http_server.c (connection lifecycle:
  * accept, timers, reading, close, drain, free, metrics), http_parse.c (the http-parser
  * glue: callbacks, framing checks, dispatch), http_response.c (building and writing
- * responses), http_conn_limit.c (who is admitted when the server is full) and
- * http_exchange.c (the request accessors). Nothing outside src/net/http_*.c includes it. */
+ * responses, streamed ones too), http_server_stream.c (streamed request bodies),
+ * http_conn_limit.c (who is admitted when the server is full) and http_exchange.c (the
+ * request accessors). Nothing outside src/net/http_*.c includes it. */
 
 #include <http_parser.h>
 #include <stdbool.h>
@@ -28,6 +29,7 @@ enum conn_phase {
     PHASE_IDLE,     /* keep-alive, between requests: idle timeout */
     PHASE_HEADERS,  /* request line and headers: header timeout */
     PHASE_BODY,     /* body: body timeout */
+    PHASE_STREAM,   /* a streaming handler reads the body: body timeout while not paused */
     PHASE_HANDLING, /* the handler has the request: no timer, parser paused */
     PHASE_WRITING,  /* the response is queued: write deadline (idle timeout) */
     PHASE_LINGER,   /* write side shut, discarding input until EOF: linger deadline */
@@ -61,6 +63,9 @@ struct http_server {
     bool timer_open;
     bool freeing;
     bool draining;
+    uv_timer_t kick_timer;   /* runs deferred streaming work (http_server_stream.c) */
+    struct list_node kicked; /* exchanges waiting for it, each holding a reference */
+    bool kick_open;
     http_server_drained_cb *drain_cb;
     void *drain_arg;
     time_t date_sec;
@@ -82,6 +87,7 @@ struct conn {
     struct buf pending;        /* bytes received but not yet parsed */
     struct http_exchange *cur; /* the request being parsed, handled or answered */
     unsigned refs;             /* one for the open handles, one per exchange */
+    unsigned writes;           /* uv_writes queued and not yet called back */
     int handles_open;
     size_t header_bytes;
     unsigned nheaders;
@@ -101,6 +107,20 @@ struct conn {
     bool headers_done;
 };
 
+/* A streamed request body being read (http_server_stream.c). */
+struct http_reader {
+    http_body_data_fn *on_data; /* NULL until http_exchange_read_body */
+    http_body_end_fn *on_end;
+    void *arg;
+    size_t max;
+    size_t got;
+    int end_status; /* what on_end is owed when end_due */
+    bool active;    /* reading: on_end not yet called nor owed */
+    bool paused;
+    bool flowing; /* the parser has left the headers: the conn is in PHASE_STREAM */
+    bool end_due; /* on_end is owed from the next kick */
+};
+
 struct http_exchange {
     struct conn *conn;
     unsigned refs; /* one for the connection, one for the handler */
@@ -109,6 +129,15 @@ struct http_exchange {
     bool keep_alive;
     bool is_head;
     bool http10;
+    bool streaming;       /* claimed by cfg.head: dispatched at its headers */
+    bool expect_continue; /* streaming, and the client waits for "100 Continue" */
+    bool started;         /* a streamed response has begun (http_exchange_start) */
+    bool finished;
+    int status;            /* of the streamed response, for the metrics at finish */
+    uint64_t declared_len; /* Content-Length, or UINT64_MAX when chunked or absent */
+    struct http_reader rd;
+    struct buf piece;           /* streamed body bytes parsed from one read, for on_data */
+    struct list_node kick_node; /* in srv->kicked */
     const char *method;
     const char *route;
     const void *user;
@@ -121,6 +150,11 @@ struct http_exchange {
 
 /* Closes c at once, without an answer. */
 void http_conn_close(struct conn *c);
+
+/* Stops or restarts reading c's socket (back-pressure); start does nothing while bytes
+ * held back fill the pending buffer or the client has sent EOF. */
+void http_conn_read_stop(struct conn *c);
+void http_conn_read_start(struct conn *c);
 
 /* Closes c at once with a reset (SO_LINGER 0), for http_exchange_abort. */
 void http_conn_reset(struct conn *c);
@@ -159,8 +193,27 @@ void http_conn_feed(struct conn *c, const char *data, size_t n);
 /* Answers a request that never reached a handler (400, 408, 413, 431, 500) and closes. */
 void http_conn_fail(struct conn *c, int status, const char *code, const char *msg);
 
-/* Queues the interim "100 Continue"; on failure c gets a 500 and closes. */
-void http_conn_send_continue(struct conn *c);
+/* Queues the interim "100 Continue". Returns 0 or a uv_write error. */
+int http_conn_send_continue(struct conn *c);
+
+/* ---- streamed request bodies (http_server_stream.c) ---- */
+
+/* At free, before the kick timer closes: runs what is still queued (owed on_end calls)
+ * and drops the references. */
+void http_stream_flush(struct http_server *srv);
+
+/* After the parser ran over bytes of a streamed body (PHASE_STREAM): hands the piece to
+ * on_data, then ends the read with status when non-zero or when the body is complete. */
+void http_stream_parsed(struct conn *c, int status);
+
+/* The body timeout of PHASE_STREAM passed. */
+void http_stream_timeout(struct conn *c);
+
+/* The connection of x is closing (x is detached): an active read ends with status now. */
+void http_stream_gone(struct http_exchange *x, int status);
+
+/* The handler answers while reading: the read ends, and on_end(UV_ECANCELED) is owed. */
+void http_stream_cancel(struct http_exchange *x);
 
 /* ---- request accessors (http_exchange.c) and connection limits (http_conn_limit.c) ---- */
 

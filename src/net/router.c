@@ -19,6 +19,7 @@ struct route {
     const char *role;
     route_handler_fn *fn;
     void *arg;
+    bool stream; /* dispatched at its headers; the handler reads the body itself */
     unsigned nsegs;
     char *segs[ROUTER_MAX_SEGS]; /* owned copies; "{name}" segments hold the bare name */
     bool is_param[ROUTER_MAX_SEGS];
@@ -158,8 +159,8 @@ static int grow(struct router *r)
     return 0;
 }
 
-int router_add(struct router *r, const char *method, const char *pattern, const char *role,
-               route_handler_fn *fn, void *arg)
+static int add(struct router *r, const char *method, const char *pattern, const char *role,
+               route_handler_fn *fn, void *arg, bool stream)
 {
     if (method == NULL || method[0] == '\0' || pattern == NULL || fn == NULL)
         return ERR_INVALID_INPUT;
@@ -178,8 +179,21 @@ int router_add(struct router *r, const char *method, const char *pattern, const 
     rt->role = role;
     rt->fn = fn;
     rt->arg = arg;
+    rt->stream = stream;
     r->count++;
     return 0;
+}
+
+int router_add(struct router *r, const char *method, const char *pattern, const char *role,
+               route_handler_fn *fn, void *arg)
+{
+    return add(r, method, pattern, role, fn, arg, false);
+}
+
+int router_add_stream(struct router *r, const char *method, const char *pattern, const char *role,
+                      route_handler_fn *fn, void *arg)
+{
+    return add(r, method, pattern, role, fn, arg, true);
 }
 
 /* Percent-decodes s into a new string. NULL for a malformed escape or an encoded NUL. */
@@ -291,6 +305,26 @@ static const struct route *find(struct router *r, const char *method, const stru
             break;
     }
     return NULL;
+}
+
+/* The same search as router_dispatch, so that the route claimed here is the one that
+ * runs: the first whose segments and method match. */
+int router_head(const struct http_exchange *x, void *router)
+{
+    struct router *r = router;
+    struct split_path sp = {.copy = strdup(http_exchange_path(x))};
+    struct route_params params = {0};
+    struct buf allow;
+    bool bad = false;
+    int err = 0;
+    const struct route *rt = NULL;
+    buf_init(&allow, ALLOW_MAX);
+    if (sp.copy != NULL && split(sp.copy, sp.segs, &sp.nsegs) == 0)
+        rt = find(r, http_exchange_method(x), &sp, &params, &allow, &bad, &err);
+    params_free(&params);
+    buf_free(&allow);
+    free(sp.copy);
+    return rt != NULL && rt->stream;
 }
 
 void router_dispatch(struct http_exchange *x, void *router)

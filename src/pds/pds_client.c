@@ -11,12 +11,13 @@
 #include "pdstrace/log.h"
 #include "pdstrace/macros.h"
 #include "pdstrace/metrics.h"
+#include "pdstrace/pds_rate.h"
 #include "pdstrace/ratelimit.h"
 #include "pdstrace/token.h"
 #include "pds_client_int.h"
 
-/* The scheduling (one queue, one timer, one token bucket) is described in
- * docs/internals/pds_client.md. */
+/* The scheduling (two queues, one timer, one slot of the shared limiter, one token bucket)
+ * is described in docs/internals/pds_client.md. */
 
 #define DEFAULT_BACKOFF_BASE_MS 200u
 #define DEFAULT_BACKOFF_MAX_MS  10000u
@@ -29,6 +30,13 @@ struct pds_token_wait {
     struct pds_client *pc;
 };
 
+/* The send slot the client holds: at most one, reserved only for a request that can go. */
+struct pds_slot {
+    bool held;
+    bool shared;    /* reserved in Redis; false: Redis was away, the local bucket alone spaces it */
+    uint64_t at_ns; /* uv_hrtime() of the slot */
+};
+
 struct pds_client {
     uv_loop_t *loop;
     struct http_client *http;
@@ -36,7 +44,16 @@ struct pds_client {
     struct pds_client_config cfg;
     char *base_url;
     char *ods_code;
-    struct ratelimit rl;
+    struct ratelimit rl;   /* this process's own spacing: a floor under the shared slots, and
+                              the whole limit while Redis is away */
+    struct pds_rate *rate; /* the limiter shared through Redis; NULL without Redis */
+    struct pds_slot slot;
+    bool reserving; /* a reservation is in flight (one at a time) */
+    bool shared;    /* the slot last taken was reserved in Redis */
+    enum pds_priority reserving_prio;
+    uint64_t again_ns[PDS_PRIORITIES]; /* after a refusal: no reservation before */
+    uint64_t interval_ns;
+    uint64_t sent; /* every attempt sent, libcurl's re-sends included */
     uv_timer_t timer;
     struct list_node lists[PDS_LISTS]; /* by enum pds_where */
     unsigned counts[PDS_LISTS];        /* requests on each list: the caps read them */
@@ -76,6 +93,24 @@ static struct pds_request *first(const struct pds_client *pc, enum pds_where w)
 {
     struct list_node *node = list_first(&pc->lists[w]);
     return node != NULL ? LIST_ENTRY(node, struct pds_request, link) : NULL;
+}
+
+/* The queue r waits on: trace and bulk requests wait apart. */
+static enum pds_where queue_of(const struct pds_request *r)
+{
+    return r->priority == PDS_PRIORITY_BULK ? PDS_QUEUED_BULK : PDS_QUEUED_TRACE;
+}
+
+static unsigned waiting(const struct pds_client *pc)
+{
+    return pc->counts[PDS_QUEUED_TRACE] + pc->counts[PDS_QUEUED_BULK];
+}
+
+/* The request to send next: a waiting trace request always goes before a bulk one. */
+static struct pds_request *next_waiting(const struct pds_client *pc)
+{
+    struct pds_request *r = first(pc, PDS_QUEUED_TRACE);
+    return r != NULL ? r : first(pc, PDS_QUEUED_BULK);
 }
 
 /* ---- completion ---- */
@@ -138,7 +173,8 @@ static void answer_list(struct pds_client *pc, enum pds_where w, answer_fn *fn, 
 /* Fails every queued request; new ones queued by the callbacks stay queued. */
 static void fail_queue(struct pds_client *pc, int status)
 {
-    answer_list(pc, PDS_QUEUED, given_status, status, uv_hrtime());
+    answer_list(pc, PDS_QUEUED_TRACE, given_status, status, uv_hrtime());
+    answer_list(pc, PDS_QUEUED_BULK, given_status, status, uv_hrtime());
 }
 
 /* ---- retries ---- */
@@ -168,7 +204,7 @@ static void requeue_due(struct pds_client *pc, uint64_t now)
     {
         struct pds_request *r = LIST_ENTRY(node, struct pds_request, link);
         if (r->due_ns <= now)
-            place(r, PDS_QUEUED, true);
+            place(r, queue_of(r), true);
     }
 }
 
@@ -240,7 +276,7 @@ static void reauth(struct pds_request *r)
     log_event(
         LOG_LEVEL_INFO, r->request_id, "pds retry after 401",
         json_pack("{s:s,s:i}", "op", pds_request_op_name(r), "attempt", (int)r->res.attempts));
-    place(r, PDS_QUEUED, true);
+    place(r, queue_of(r), true);
 }
 
 static void on_http(int status, const struct http_client_response *res, void *arg)
@@ -279,12 +315,15 @@ static int on_send(unsigned n, void *arg)
 
     if (n == 1)
         return 0;
-    if (pc == NULL || pc->closing || ratelimit_take(&pc->rl, uv_hrtime()) != 0)
+    /* An attempt that went on a slot reserved in Redis cannot reserve another from inside
+     * curl: it is stopped too, and its retry reserves one like any send. */
+    if (pc == NULL || pc->closing || r->shared_slot || ratelimit_take(&pc->rl, uv_hrtime()) != 0)
         return -1;
     /* The send before this one reached PDS and got no answer: it is an attempt too. */
     observe_attempt(r, NULL);
     r->res.attempts++;
     r->counted++;
+    pc->sent++;
     return 0;
 }
 
@@ -312,6 +351,7 @@ static int send_attempt(struct pds_client *pc, struct pds_request *r, const char
         return err;
     r->res.attempts++;
     r->counted++;
+    pc->sent++;
     place(r, PDS_SENT, false);
     return 0;
 }
@@ -359,6 +399,86 @@ static bool auth_ready(struct pds_client *pc, const char **token)
     return false;
 }
 
+/* ---- slots of the shared limiter ---- */
+
+/* A refused reservation holds back requests of its priority and below until Redis said. */
+static void refused(struct pds_client *pc, enum pds_priority prio, uint64_t again_ns)
+{
+    for (unsigned p = prio; p < PDS_PRIORITIES; p++)
+        pc->again_ns[p] = again_ns;
+}
+
+static void on_slot(int status, const struct pds_rate_slot *slot, void *arg)
+{
+    struct pds_client *pc = arg;
+    if (status == UV_ECANCELED)
+        return;
+    pc->reserving = false;
+    if (status != 0)
+        /* Redis is away: this request is spaced by the local bucket alone. */
+        pc->slot = (struct pds_slot){.held = true, .at_ns = uv_hrtime()};
+    else if (slot->reserved)
+        pc->slot = (struct pds_slot){.held = true, .shared = true, .at_ns = slot->at_ns};
+    else
+        refused(pc, pc->reserving_prio, slot->at_ns);
+    pump(pc);
+}
+
+/* How long a held slot makes the next request wait: 0 when it may go now, UINT64_MAX when
+ * the slot is no good any more. A shared slot used late crowds the slot after it, which may
+ * be another instance's: past half an interval it is dropped. */
+static uint64_t held_wait(const struct pds_client *pc, uint64_t now)
+{
+    const struct pds_slot *s = &pc->slot;
+    if (!s->held)
+        return UINT64_MAX;
+    if (!s->shared)
+        return 0;
+    if (now < s->at_ns)
+        return s->at_ns - now;
+    return now - s->at_ns <= pc->interval_ns / 2 ? 0 : UINT64_MAX;
+}
+
+/* How long the next request (of priority prio) waits for its slot: 0 when it has one it
+ * may use now, or none is needed (no Redis, or Redis away: the local bucket alone decides);
+ * UINT64_MAX while a reservation is in flight, which pumps when it answers. A slot is
+ * reserved only here, for a request that can go, one at a time. */
+static uint64_t slot_wait(struct pds_client *pc, enum pds_priority prio, uint64_t now)
+{
+    uint64_t wait = held_wait(pc, now);
+    if (wait != UINT64_MAX)
+        return wait;
+    pc->slot.held = false;
+    if (pc->rate == NULL)
+        return 0;
+    if (pc->reserving)
+        return UINT64_MAX;
+    if (pc->again_ns[prio] > now)
+        return pc->again_ns[prio] - now;
+    if (pds_rate_reserve(pc->rate, prio, on_slot, pc) != 0) {
+        pc->slot = (struct pds_slot){.held = true, .at_ns = now};
+        return 0;
+    }
+    pc->reserving = true;
+    pc->reserving_prio = prio;
+    return UINT64_MAX;
+}
+
+/* 0 when the next request may go now: its slot is taken, and a token of the local bucket,
+ * which also spaces this process's own requests when it moves between Redis and the
+ * bucket alone. Otherwise how long to wait (UINT64_MAX: for a reservation). */
+static uint64_t clear_to_send(struct pds_client *pc, enum pds_priority prio, uint64_t now)
+{
+    uint64_t wait = slot_wait(pc, prio, now);
+    if (wait == 0)
+        wait = ratelimit_take(&pc->rl, now);
+    if (wait != 0)
+        return wait;
+    pc->shared = pc->slot.held && pc->slot.shared;
+    pc->slot.held = false;
+    return 0;
+}
+
 /* ---- scheduling ---- */
 
 static void on_timer(uv_timer_t *t)
@@ -366,19 +486,16 @@ static void on_timer(uv_timer_t *t)
     pump(container_of(t, struct pds_client, timer));
 }
 
-/* One timer for the whole client: the earliest of the next rate-limit token (when a
- * request is waiting for one), the first retry that falls due and the first deadline of a
- * queued request. */
+/* One timer for the whole client: the earliest of the slot or the local token a request
+ * waits for (rate_wait_ns; 0 or UINT64_MAX: none), the first retry that falls due and the
+ * first deadline of a queued request. */
 static void arm(struct pds_client *pc, uint64_t rate_wait_ns, uint64_t now)
 {
     uint64_t wait = rate_wait_ns ? rate_wait_ns : UINT64_MAX;
-    uint64_t at = earliest(pc, PDS_BACKOFF);
-    uint64_t deadline = earliest(pc, PDS_QUEUED);
-    if (deadline < at)
-        at = deadline;
-    if (at != UINT64_MAX) {
+    for (enum pds_where w = PDS_QUEUED_TRACE; w <= PDS_BACKOFF; w++) {
+        uint64_t at = earliest(pc, w);
         uint64_t d = at > now ? at - now : 0;
-        if (d < wait)
+        if (at != UINT64_MAX && d < wait)
             wait = d;
     }
     if (wait == UINT64_MAX) {
@@ -397,23 +514,24 @@ static void pump(struct pds_client *pc)
     const char *token;
 
     answer_list(pc, PDS_BACKOFF, stale_status, 0, now);
-    answer_list(pc, PDS_QUEUED, stale_status, 0, now);
+    answer_list(pc, PDS_QUEUED_TRACE, stale_status, 0, now);
+    answer_list(pc, PDS_QUEUED_BULK, stale_status, 0, now);
     requeue_due(pc, now);
-    while (!pc->closing && pc->counts[PDS_QUEUED] > 0 &&
-           pc->counts[PDS_SENT] < pc->cfg.concurrency) {
+    while (!pc->closing && waiting(pc) > 0 && pc->counts[PDS_SENT] < pc->cfg.concurrency) {
         if (!auth_ready(pc, &token))
             break;
-        struct pds_request *r = first(pc, PDS_QUEUED);
+        struct pds_request *r = next_waiting(pc);
         int stale = stale_status(r, now, 0);
         if (stale != 0) {
             take(r);
             complete(r, stale);
             continue;
         }
-        wait_ns = ratelimit_take(&pc->rl, now);
+        wait_ns = clear_to_send(pc, r->priority, now);
         if (wait_ns)
             break;
         take(r);
+        r->shared_slot = pc->shared;
         int err = send_attempt(pc, r, token);
         if (err)
             complete(r, err);
@@ -479,6 +597,7 @@ static struct pds_client *client_alloc(const struct pds_client_config *cfg)
     pc->cfg = *cfg;
     pc->cfg.base_url = pc->base_url;
     pc->cfg.ods_code = pc->ods_code;
+    pc->cfg.key_prefix = NULL; /* pds_rate keeps its own copy */
     apply_defaults(&pc->cfg);
     for (size_t i = 0; i < PDS_LISTS; i++)
         list_init(&pc->lists[i]);
@@ -498,8 +617,16 @@ int pds_client_new(struct pds_client **out, uv_loop_t *loop, struct http_client 
     pc->loop = loop;
     pc->http = http;
     pc->tokens = tokens;
-    /* Burst 1: no two requests closer than 1/rate, whatever PDS's window looks like. */
-    ratelimit_init(&pc->rl, cfg->rate, 1, uv_hrtime());
+    /* Burst 1: no two requests closer than the interval, whatever PDS's window looks like;
+     * the same margin as the shared slots (pds_rate.h). */
+    ratelimit_init(&pc->rl, cfg->rate / PDS_RATE_MARGIN, 1, uv_hrtime());
+    pc->interval_ns = pds_rate_interval_ns(cfg->rate);
+    struct pds_rate_config rc = {cfg->rate, cfg->redis, cfg->key_prefix, cfg->metrics};
+    err = cfg->redis != NULL ? pds_rate_new(&pc->rate, &rc) : 0;
+    if (err) {
+        client_free(pc);
+        return err;
+    }
     uv_timer_init(loop, &pc->timer);
     *out = pc;
     return 0;
@@ -528,11 +655,14 @@ void pds_client_free(struct pds_client *pc)
         return;
     pc->closing = true;
     uv_timer_stop(&pc->timer);
+    pds_rate_free(pc->rate);
+    pc->rate = NULL;
     if (pc->token_wait != NULL) {
         pc->token_wait->pc = NULL;
         pc->token_wait = NULL;
     }
-    answer_list(pc, PDS_QUEUED, given_status, UV_ECANCELED, 0);
+    answer_list(pc, PDS_QUEUED_TRACE, given_status, UV_ECANCELED, 0);
+    answer_list(pc, PDS_QUEUED_BULK, given_status, UV_ECANCELED, 0);
     answer_list(pc, PDS_BACKOFF, given_status, UV_ECANCELED, 0);
     cancel_sent(pc);
     uv_close((uv_handle_t *)&pc->timer, on_close);
@@ -550,7 +680,9 @@ static int check_call(struct pds_client *pc, const struct pds_call *call, pds_cb
     if (correlation_id != NULL &&
         !pds_request_is_printable(correlation_id, PDS_MAX_CORRELATION_LEN))
         return ERR_INVALID_INPUT;
-    return pc->counts[PDS_QUEUED] >= pc->cfg.max_queue ? ERR_RATE_LIMITED : 0;
+    if (call != NULL && (unsigned)call->priority >= PDS_PRIORITIES)
+        return ERR_INVALID_INPUT;
+    return waiting(pc) >= pc->cfg.max_queue ? ERR_RATE_LIMITED : 0;
 }
 
 /* A search (what: the query) or a retrieve (what: the NHS number), queued. */
@@ -564,7 +696,7 @@ static int submit(struct pds_client *pc, enum pds_op op, const char *what,
     if (r == NULL)
         return err ? err : UV_ENOMEM;
     r->pc = pc;
-    place(r, PDS_QUEUED, false);
+    place(r, queue_of(r), false);
     kick(pc);
     return 0;
 }
@@ -579,4 +711,9 @@ int pds_client_retrieve(struct pds_client *pc, const char *nhs_number, const str
                         pds_cb *cb, void *arg)
 {
     return submit(pc, PDS_RETRIEVE, nhs_number, call, cb, arg);
+}
+
+uint64_t pds_client_requests_sent(const struct pds_client *pc)
+{
+    return pc != NULL ? pc->sent : 0;
 }

@@ -2,7 +2,8 @@
 #define PDS_PDS_PDS_CLIENT_INT_H
 
 /* Shared only by the files of the PDS client (docs/internals/pds_client.md):
- *   pds_client.c   the lists, the timer and the token bucket: when each attempt goes;
+ *   pds_client.c   the lists, the timer, the rate slots (pds_rate.h) and the token
+ *                  bucket: when each attempt goes;
  *   pds_request.c  one request: what the caller passed, checked, and each attempt's URL
  *                  and headers;
  *   pds_retry.c    what an answer means, and how long to wait for the next attempt.
@@ -24,9 +25,10 @@ enum pds_op { PDS_SEARCH, PDS_RETRIEVE };
 
 /* The lists of the client a request can be on (pds_client.c), and none. */
 enum pds_where {
-    PDS_QUEUED,  /* waiting for the rate limit or the concurrency cap */
-    PDS_BACKOFF, /* waiting for its retry time */
-    PDS_SENT,    /* an attempt in flight */
+    PDS_QUEUED_TRACE, /* trace requests waiting for the rate limit or the concurrency cap */
+    PDS_QUEUED_BULK,  /* bulk requests, likewise: sent only while no trace request waits */
+    PDS_BACKOFF,      /* waiting for its retry time */
+    PDS_SENT,         /* an attempt in flight */
     PDS_LISTS,
     PDS_NOWHERE = PDS_LISTS
 };
@@ -39,11 +41,14 @@ struct pds_request {
     struct list_node link; /* in the client's list `where` */
     enum pds_where where;
     enum pds_op op;
+    enum pds_priority priority;
     char *url;
     char correlation_id[PDS_MAX_CORRELATION_LEN + 1];
     char request_id[CRYPTO_UUID_SIZE]; /* the same on every attempt: PDS de-duplicates */
     char *token;                       /* bearer token of the attempt in flight */
     unsigned counted;                  /* attempts that count against max_attempts */
+    bool shared_slot;                  /* the attempt in flight went on a slot reserved in
+                                          Redis (pds_rate.h) */
     bool auth_retried;
     uint64_t due_ns;      /* while backing off: when it may queue again */
     uint64_t deadline_ns; /* the caller's deadline (uv_hrtime); 0: none */

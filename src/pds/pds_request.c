@@ -37,6 +37,7 @@ struct pds_request *pds_request_new(enum pds_op op, char *url, const struct pds_
     if (call != NULL) {
         r->deadline_ns = call->deadline_ns;
         r->gone = call->gone;
+        r->priority = call->priority;
     }
     crypto_uuid4(r->request_id);
     return r;

@@ -286,6 +286,16 @@ int demog_normalise_name(const char *in, char *out, size_t size)
     return name_normalise(in, out, size, &why);
 }
 
+int demog_normalise_name_why(const char *in, char *out, size_t size, const char **why)
+{
+    return name_normalise(in, out, size, why);
+}
+
+int demog_normalise_text(const char *in, char *out, size_t size, const char **why)
+{
+    return size == 0 ? ERR_INVALID_INPUT : text_normalise(in, out, size, why);
+}
+
 /* ---- Postcodes. ---- */
 
 /* 'A' stands for an upper-case letter, '9' for a digit. */
@@ -411,9 +421,14 @@ int demog_check_birth_date(const char *in, const char *today)
 {
     const char *why;
 
+    return demog_check_birth_date_why(in, today, &why);
+}
+
+int demog_check_birth_date_why(const char *in, const char *today, const char **why)
+{
     if (today == NULL || !date_real(today))
         return ERR_INTERNAL;
-    return birth_date_check(in, today, &why);
+    return birth_date_check(in, today, why);
 }
 
 /* ---- Gender. ---- */
@@ -515,18 +530,28 @@ static int req_string(struct parse_ctx *c, const char *key, const char **s)
     return 0;
 }
 
+int demog_check_case_id(const char *in, const char **why)
+{
+    size_t n = strlen(in);
+
+    *why = n >= sizeof((struct demographics *)NULL)->case_id ? R_CASE_ID_LEN : NULL;
+    if (n == 0)
+        *why = R_EMPTY;
+    for (size_t i = 0; *why == NULL && i < n; i++)
+        if ((unsigned char)in[i] < 0x21 || (unsigned char)in[i] > 0x7E)
+            *why = R_CASE_ID_CHARS;
+    return *why != NULL ? ERR_INVALID_INPUT : 0;
+}
+
 static int parse_case_id(struct parse_ctx *c)
 {
-    const char *s;
+    const char *s, *why;
     int err = opt_string(c, "case_id", &s);
 
     if (err || s == NULL)
         return err;
-    if (strlen(s) >= sizeof c->d->case_id)
-        return fail(c, "case_id", R_CASE_ID_LEN);
-    for (const char *p = s; *p != '\0'; p++)
-        if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7E)
-            return fail(c, "case_id", R_CASE_ID_CHARS);
+    if (demog_check_case_id(s, &why) != 0)
+        return fail(c, "case_id", why);
     memcpy(c->d->case_id, s, strlen(s) + 1);
     return 0;
 }

@@ -70,6 +70,7 @@ void trace_result_withhold(struct trace_result *r)
     r->restricted = false;
     r->superseded_from[0] = '\0';
     r->deceased = false;
+    r->held_invalidated = false;
 }
 
 static int append_number_or_null(struct buf *out, const char *key, const char *v)
@@ -110,9 +111,9 @@ int trace_result_encode(const struct trace_result *r, struct buf *out)
     char score[32] = "";
     if (r->score >= 0)
         snprintf(score, sizeof(score), "%.17g", r->score);
-    return buf_appendf(out, "2|%s|%s|%s|%d|%s|%d|%u", trace_outcome_name(r->outcome), r->nhs_number,
-                       score, r->restricted ? 1 : 0, r->superseded_from, r->deceased ? 1 : 0,
-                       r->steps);
+    return buf_appendf(out, "3|%s|%s|%s|%d|%s|%d|%d|%u", trace_outcome_name(r->outcome),
+                       r->nhs_number, score, r->restricted ? 1 : 0, r->superseded_from,
+                       r->deceased ? 1 : 0, r->held_invalidated ? 1 : 0, r->steps);
 }
 
 /* Splits off the next '|'-separated field of [*s, end) into out (size bytes). A NUL byte
@@ -170,16 +171,17 @@ static int flag_field(const char *v, bool *out)
 int trace_result_decode(const char *s, size_t len, struct trace_result *out)
 {
     const char *end = s + len;
-    char f[8][32];
+    char f[9][32];
     memset(out, 0, sizeof(*out));
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < 9; i++)
         if (s > end || next_field(&s, end, f[i], sizeof(f[i])) != 0)
             return ERR_PARSE;
-    if (s != end || strcmp(f[0], "2") != 0 || trace_outcome_parse(f[1], &out->outcome) != 0)
+    if (s != end || strcmp(f[0], "3") != 0 || trace_outcome_parse(f[1], &out->outcome) != 0)
         return ERR_PARSE;
     if (number_field(f[2], out->nhs_number) || score_field(f[3], &out->score) ||
         flag_field(f[4], &out->restricted) || number_field(f[5], out->superseded_from) ||
-        flag_field(f[6], &out->deceased) || steps_field(f[7], &out->steps))
+        flag_field(f[6], &out->deceased) || flag_field(f[7], &out->held_invalidated) ||
+        steps_field(f[8], &out->steps))
         return ERR_PARSE;
     out->source = TRACE_SOURCE_PDS;
     return 0;

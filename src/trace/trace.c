@@ -46,6 +46,7 @@ struct trace_job {
     struct buf query;
     struct trace_result result;
     unsigned pds_requests;
+    bool held_invalidated; /* the retrieve of the held number said INVALIDATED_RESOURCE */
     char detail[128];
 };
 
@@ -146,6 +147,8 @@ static void on_verify(int status, const struct pds_response *res, void *arg)
         return;
     const struct fhir_patient *p = &res->result.patient;
     if (res->result.kind != FHIR_PATIENT || !verified(job, p)) {
+        job->held_invalidated = res->result.kind == FHIR_ERROR &&
+                                strcmp(res->result.error_code, "INVALIDATED_RESOURCE") == 0;
         job->state = TRACE_STATE_SEARCH;
         advance(job);
         return;
@@ -180,6 +183,7 @@ static int search_next(struct trace_job *job, const struct pds_call *call)
         return more;
     cascade_result(&job->cascade, &job->result);
     job->result.steps = job->pds_requests;
+    job->result.held_invalidated = job->held_invalidated;
     return 1;
 }
 
@@ -187,7 +191,8 @@ static int search_next(struct trace_job *job, const struct pds_call *call)
  * deadline has passed: either way another request could only spend the rate budget. */
 static int start_pds(struct trace_job *job)
 {
-    const struct pds_call call = {job->trace_id, job->deadline_ns, job_gone};
+    const struct pds_call call = {job->trace_id, job->deadline_ns, job_gone,
+                                  job->call.bulk ? PDS_PRIORITY_BULK : PDS_PRIORITY_TRACE};
     if (job_gone(job))
         return UV_ECANCELED;
     if (uv_hrtime() >= job->deadline_ns)

@@ -48,28 +48,52 @@ static int write_secret(struct stack *s)
     return fclose(f);
 }
 
-int stack_start_service(struct stack *s, const char *const extra_env[])
+/* The service's settings: Redis, keys and secret, then the last extra settings a start was
+ * given (the mock PDS's among them), then more (NULL-terminated or NULL). Returns env. */
+static const char **service_env(struct stack *s, const char *const *more, const char *env[32])
 {
-    /* A restart without settings reuses the last ones (tests restart the same service). */
-    static const char *const *last_env;
-    if (extra_env != NULL)
-        last_env = extra_env;
-    else
-        extra_env = last_env;
     static char redis_env[160], keys_env[200], secret_env[200];
     char url[128];
     snprintf(redis_env, sizeof(redis_env), "PDS_TRACE_REDIS_URL=%s",
              redis_server_url(&s->redis, url, sizeof(url)));
     snprintf(keys_env, sizeof(keys_env), "PDS_TRACE_API_KEYS_FILE=%s", s->keys_path);
     snprintf(secret_env, sizeof(secret_env), "PDS_TRACE_SECRET_FILE=%s", s->secret_path);
-    const char *env[32] = {"PDS_TRACE_LISTEN=127.0.0.1:0", redis_env, keys_env, secret_env,
-                           "PDS_TRACE_LOG_LEVEL=debug"};
-    size_t n = 5;
-    for (size_t i = 0; extra_env != NULL && extra_env[i] != NULL && n < 31; i++)
-        env[n++] = extra_env[i];
+    const char *base[] = {"PDS_TRACE_LISTEN=127.0.0.1:0", redis_env, keys_env, secret_env,
+                          "PDS_TRACE_LOG_LEVEL=debug"};
+    size_t n = 0;
+    for (; n < sizeof(base) / sizeof(base[0]); n++)
+        env[n] = base[n];
+    for (size_t i = 0; i < s->n_last_env && n < 31; i++)
+        env[n++] = s->last_env[i];
+    for (size_t i = 0; more != NULL && more[i] != NULL && n < 31; i++)
+        env[n++] = more[i];
     env[n] = NULL;
+    return env;
+}
+
+int stack_start_service(struct stack *s, const char *const extra_env[])
+{
+    /* A restart without settings reuses the last ones (tests restart the same service). */
+    if (extra_env != NULL)
+        s->n_last_env = 0;
+    for (size_t i = 0; extra_env != NULL && extra_env[i] != NULL && i < 24; i++) {
+        snprintf(s->last_env[i], sizeof(s->last_env[i]), "%s", extra_env[i]);
+        s->n_last_env = i + 1;
+    }
+    const char *env[32];
     const char *argv[] = {PDS_BINARY_DIR "/pds-trace", "serve", NULL};
-    return proc_start(&s->svc, argv, env);
+    return proc_start(&s->svc, argv, service_env(s, NULL, env));
+}
+
+int stack_spawn_bulk(struct stack *s, struct proc *p, const char *const args[],
+                     const char *const extra_env[])
+{
+    const char *env[32], *argv[24] = {PDS_BINARY_DIR "/pds-trace", "bulk"};
+    size_t n = 2;
+    for (size_t i = 0; args != NULL && args[i] != NULL && n < 23; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    return proc_spawn(p, argv, service_env(s, extra_env, env));
 }
 
 /* Waits, as an orchestrator would, until /readyz says 200 (Redis connected, PDS token

@@ -19,6 +19,8 @@ struct stack {
     char dir[64];
     char keys_path[128];
     char secret_path[128];
+    char last_env[24][320]; /* the settings the service last started with, copied */
+    size_t n_last_env;
 };
 
 #define STACK_PDS_CLIENT_ID "pds-trace-test"
@@ -137,6 +139,12 @@ struct json_t *stack_audit_line(const struct proc *p, const char *event, const c
  * it belongs to. */
 struct json_t *stack_wait_audit_line(const struct proc *p, const char *event, const char *case_id,
                                      unsigned deadline_ms);
+
+/* Runs `pds-trace bulk args...` (NULL-terminated) with the service's settings (Redis, the
+ * secret, the mock PDS and the rest the service last started with) plus extra_env, into p
+ * (proc_spawn: wait for it with proc_wait). Returns 0 or -1. */
+int stack_spawn_bulk(struct stack *s, struct proc *p, const char *const args[],
+                     const char *const extra_env[]);
 
 /* Stops everything and removes the files. */
 void stack_stop(struct stack *s);

@@ -147,7 +147,8 @@ Test(config, help_lists_every_env_name_of_design)
         "PDS_TRACE_PDS_RATE",         "PDS_TRACE_PDS_CONCURRENCY", "PDS_TRACE_PDS_TIMEOUT_MS",
         "PDS_TRACE_PDS_MAX_ATTEMPTS", "PDS_TRACE_CASE_BASE_URL",   "PDS_TRACE_CASE_TOKEN_FILE",
         "PDS_TRACE_API_KEYS_FILE",    "PDS_TRACE_SECRET_FILE",     "PDS_TRACE_CACHE_TTL_S",
-        "PDS_TRACE_LOG_LEVEL"};
+        "PDS_TRACE_LOG_LEVEL",        "PDS_TRACE_BULK_MAX_BYTES",  "PDS_TRACE_BULK_RECLAIM_IDLE_MS",
+        "PDS_TRACE_BULK_RETENTION_S", "PDS_TRACE_BULK_CONCURRENCY"};
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
@@ -156,6 +157,25 @@ Test(config, help_lists_every_env_name_of_design)
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         cr_assert(strstr(text, names[i]) != NULL, "%s missing from help", names[i]);
     free(text);
+}
+
+Test(config, bulk_settings_have_their_defaults_and_limits)
+{
+    struct config c;
+    cr_assert_eq(config_load(&c, NULL, errline, sizeof(errline)), 0, "%s", errline);
+    cr_assert_eq(c.bulk.max_bytes, (size_t)256 * 1024 * 1024);
+    cr_assert_eq(c.bulk.concurrency, 16);
+    cr_assert_eq(c.bulk.reclaim_idle_ms, 30000);
+    cr_assert_eq(c.bulk.retention_s, 604800);
+    setenv("PDS_TRACE_BULK_RECLAIM_IDLE_MS", "1500", 1);
+    setenv("PDS_TRACE_BULK_MAX_BYTES", "4096", 1);
+    cr_assert_eq(config_load(&c, NULL, errline, sizeof(errline)), 0, "%s", errline);
+    cr_assert_eq(c.bulk.reclaim_idle_ms, 1500);
+    cr_assert_eq(c.bulk.max_bytes, 4096);
+    setenv("PDS_TRACE_BULK_RETENTION_S", "0", 1);
+    cr_assert_eq(load(NULL), ERR_CONFIG);
+    cr_assert(strncmp(errline, "PDS_TRACE_BULK_RETENTION_S (bulk.retention_s)", 45) == 0, "%s",
+              errline);
 }
 
 Test(config, example_file_documents_every_setting_and_loads)

@@ -19,6 +19,7 @@ struct req {
     const char *method;
     const char *path;
     const char *auth; /* an Authorization header line, or NULL */
+    size_t body_len;  /* a body of this many 'a's, or none */
 };
 
 #define MAX_REQS 16
@@ -36,6 +37,7 @@ struct ctx {
     /* what the guard saw, per request, in order */
     char guard_roles[MAX_REQS][32];
     char guard_routes[MAX_REQS][64];
+    size_t guard_body[MAX_REQS]; /* body bytes the server had read when the guard ran */
     unsigned nguard;
     struct metrics *metrics; /* the server counts each answer by route and status */
 };
@@ -70,6 +72,7 @@ static int guard(struct http_exchange *x, const char *role, void *arg)
     unsigned i = t->nguard++ % MAX_REQS;
     snprintf(t->guard_roles[i], sizeof(t->guard_roles[i]), "%s", role ? role : "(none)");
     snprintf(t->guard_routes[i], sizeof(t->guard_routes[i]), "%s", http_exchange_route(x));
+    http_exchange_body(x, &t->guard_body[i]);
     if (role == NULL)
         return 0;
     const char *auth = http_exchange_header(x, "Authorization");
@@ -99,7 +102,14 @@ static void *client_main(void *arg)
     struct ctx *t = arg;
     for (size_t i = 0; i < t->nreqs; i++) {
         const char *hdrs[] = {t->reqs[i].auth, NULL};
-        http_do(t->port, t->reqs[i].method, t->reqs[i].path, hdrs, NULL, &t->replies[i]);
+        char *body = NULL;
+        if (t->reqs[i].body_len > 0) {
+            body = malloc(t->reqs[i].body_len + 1);
+            memset(body, 'a', t->reqs[i].body_len);
+            body[t->reqs[i].body_len] = '\0';
+        }
+        http_do(t->port, t->reqs[i].method, t->reqs[i].path, hdrs, body, &t->replies[i]);
+        free(body);
     }
     uv_async_send(&t->async);
     return NULL;
@@ -108,6 +118,41 @@ static void *client_main(void *arg)
 /* Handler names, passed as the handler arg (writable: the arg is a void *). */
 static char h_list[] = "list", h_get[] = "get", h_delete[] = "delete", h_object[] = "object",
             h_admin[] = "admin", h_root[] = "root";
+
+/* A streaming route's handler: counts the body as it comes. */
+struct counter {
+    size_t got;
+};
+
+static void on_piece(struct http_exchange *x, const char *data, size_t len, void *arg)
+{
+    (void)x;
+    (void)data;
+    ((struct counter *)arg)->got += len;
+}
+
+static void on_counted(struct http_exchange *x, int status, void *arg)
+{
+    struct counter *n = arg;
+    if (status == 0)
+        respond_json(x, json_pack("{s:s,s:s,s:I}", "handler", "upload", "route",
+                                  http_exchange_route(x), "got", (json_int_t)n->got));
+    else
+        http_exchange_respond_err(x, status, NULL, NULL);
+    free(n);
+}
+
+static void upload(struct http_exchange *x, const struct route_params *p, void *arg)
+{
+    (void)p;
+    (void)arg;
+    struct counter *n = calloc(1, sizeof(*n));
+    int err = n != NULL ? http_exchange_read_body(x, 1 << 20, on_piece, on_counted, n) : UV_ENOMEM;
+    if (err) {
+        free(n);
+        http_exchange_respond_err(x, err, NULL, NULL);
+    }
+}
 
 static void add_routes(struct router *r)
 {
@@ -119,6 +164,9 @@ static void add_routes(struct router *r)
         0);
     cr_assert_eq(router_add(r, "GET", "/admin", ROLE_ADMIN, show, h_admin), 0);
     cr_assert_eq(router_add(r, "GET", "/", NULL, show, h_root), 0);
+    cr_assert_eq(router_add_stream(r, "POST", "/v1/uploads/{id}", ROLE_ADMIN, upload, NULL), 0);
+    cr_assert_eq(router_add_stream(r, "PUT", "/v1/files/{id}", NULL, upload, NULL), 0);
+    cr_assert_eq(router_add(r, "POST", "/v1/notes", NULL, show, h_list), 0);
 }
 
 static void run(const struct req *reqs, size_t n)
@@ -139,6 +187,7 @@ static void run(const struct req *reqs, size_t n)
         .max_connections = 16,
         .handler = router_dispatch,
         .handler_arg = T.router,
+        .head = router_head,
         .metrics = T.metrics,
     };
     cr_assert_eq(http_server_new(&T.srv, &T.loop, &cfg), 0);
@@ -196,11 +245,11 @@ static void assert_error(size_t i, long status, const char *code, const char *fi
 TestSuite(router, .timeout = 30);
 
 static const struct req matching[] = {
-    {"GET", "/v1/items", NULL},
-    {"GET", "/v1/items/abc%20def%2Fx", NULL},
-    {"POST", "/v1/objections/LAS-1/9000000009", "Authorization: Bearer good"},
-    {"GET", "/", NULL},
-    {"HEAD", "/v1/items", NULL},
+    {"GET", "/v1/items", NULL, 0},
+    {"GET", "/v1/items/abc%20def%2Fx", NULL, 0},
+    {"POST", "/v1/objections/LAS-1/9000000009", "Authorization: Bearer good", 0},
+    {"GET", "/", NULL, 0},
+    {"HEAD", "/v1/items", NULL, 0},
 };
 
 Test(router, literal_and_param_routes)
@@ -238,9 +287,10 @@ Test(router, literal_and_param_routes)
 }
 
 static const struct req unmatched[] = {
-    {"GET", "/nope", NULL},       {"GET", "/v1/items/", NULL},      {"GET", "/v1/items/a/b", NULL},
-    {"PUT", "/v1/items/5", NULL}, {"GET", "/v1/items/a%00b", NULL}, {"GET", "/v1/items/a%zz", NULL},
-    {"PATCH", "/v1/items", NULL},
+    {"GET", "/nope", NULL, 0},           {"GET", "/v1/items/", NULL, 0},
+    {"GET", "/v1/items/a/b", NULL, 0},   {"PUT", "/v1/items/5", NULL, 0},
+    {"GET", "/v1/items/a%00b", NULL, 0}, {"GET", "/v1/items/a%zz", NULL, 0},
+    {"PATCH", "/v1/items", NULL, 0},
 };
 
 Test(router, not_found_method_not_allowed_and_bad_encoding)
@@ -266,10 +316,10 @@ Test(router, not_found_method_not_allowed_and_bad_encoding)
 }
 
 static const struct req guarded[] = {
-    {"GET", "/admin", NULL},
-    {"GET", "/admin", "Authorization: Bearer bad"},
-    {"GET", "/admin", "Authorization: Bearer good"},
-    {"DELETE", "/v1/items/7", NULL},
+    {"GET", "/admin", NULL, 0},
+    {"GET", "/admin", "Authorization: Bearer bad", 0},
+    {"GET", "/admin", "Authorization: Bearer good", 0},
+    {"DELETE", "/v1/items/7", NULL, 0},
 };
 
 Test(router, guard_blocks_or_passes_with_the_route_role)
@@ -299,6 +349,47 @@ static void dummy(struct http_exchange *x, const struct route_params *p, void *a
     (void)arg;
 }
 
+static const struct req streaming[] = {
+    {"POST", "/v1/uploads/1", NULL, 100000},
+    {"POST", "/v1/uploads/2", "Authorization: Bearer good", 100000},
+    {"POST", "/v1/notes", NULL, 100000},
+    {"PUT", "/v1/files/7", NULL, 5},
+    {"POST", "/v1/uploads/3", "Authorization: Bearer good", 2 << 20},
+    {"GET", "/v1/files/7", NULL, 0},
+};
+
+/* Streaming routes go to their guard and handler at their headers: max_body_bytes (8192)
+ * does not apply to them, while it still does to the others. */
+Test(router, stream_routes_are_dispatched_before_their_body)
+{
+    run(streaming, 6);
+    assert_error(0, 401, "unauthorised", NULL);
+    cr_assert_eq(T.replies[1].status, 200);
+    json_t *j = reply_json(1);
+    cr_assert_str_eq(jget(j, "route", NULL), "/v1/uploads/{id}");
+    cr_assert_eq(json_integer_value(json_object_get(j, "got")), 100000);
+    json_decref(j);
+    assert_error(2, 413, "payload_too_large", NULL);
+    j = reply_json(3);
+    cr_assert_eq(json_integer_value(json_object_get(j, "got")), 5);
+    json_decref(j);
+    /* The handler's own limit (1 MiB). */
+    assert_error(4, 413, "payload_too_large", NULL);
+    assert_error(5, 405, "invalid_field", "method");
+    char allow[64];
+    cr_assert_not_null(http_reply_header(&T.replies[5], "Allow", allow, sizeof(allow)));
+    cr_assert_str_eq(allow, "PUT");
+    /* The guard ran for the stream routes (not for the 413 and the 405) before a byte of
+     * their body was kept. */
+    cr_assert_eq(T.nguard, 4);
+    cr_assert_str_eq(T.guard_roles[0], "admin");
+    cr_assert_str_eq(T.guard_routes[2], "/v1/files/{id}");
+    cr_assert_eq(T.guard_body[0] + T.guard_body[1] + T.guard_body[2] + T.guard_body[3], 0);
+    cr_assert_eq(counted("/v1/uploads/{id}", 401), 1);
+    cr_assert_eq(counted("/v1/uploads/{id}", 200), 1);
+    finish();
+}
+
 Test(router, rejects_bad_patterns)
 {
     struct router *r;
@@ -312,6 +403,8 @@ Test(router, rejects_bad_patterns)
     cr_assert_eq(router_add(r, "", "/a", NULL, dummy, NULL), ERR_INVALID_INPUT);
     cr_assert_eq(router_add(r, "GET", "/a", NULL, NULL, NULL), ERR_INVALID_INPUT);
     cr_assert_eq(router_add(r, "GET", "/{a}/{b}/{c}/{d}", NULL, dummy, NULL), 0);
+    cr_assert_eq(router_add_stream(r, "POST", "/a/{", NULL, dummy, NULL), ERR_INVALID_INPUT);
+    cr_assert_eq(router_add_stream(r, "POST", "/a", NULL, NULL, NULL), ERR_INVALID_INPUT);
     router_free(r);
     router_free(NULL);
 }

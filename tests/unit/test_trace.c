@@ -203,7 +203,7 @@ static bool caller_gone(void *arg)
 
 static int start_trace(const struct demographics *d, struct caller *c)
 {
-    const struct trace_call call = {TRACE_ID, on_traced, caller_gone, c};
+    const struct trace_call call = {TRACE_ID, on_traced, caller_gone, c, false};
     return trace_run(F.svc, d, &call);
 }
 
@@ -418,6 +418,8 @@ Test(trace, a_held_number_that_does_not_stand_falls_back_to_search)
         cr_assert_eq(c.r.outcome, TRACE_MATCHED);
         cr_assert_str_eq(c.r.nhs_number, "9000000009");
         cr_assert_str_eq(c.r.superseded_from, "");
+        cr_assert_eq(c.r.held_invalidated, i == 1, "%s: only 9000000068 is invalidated",
+                     numbers[i]);
         cr_assert_eq(c.r.steps, 2, "%s: a retrieve and a search", numbers[i]);
         char log[4][512], want[32];
         cr_assert_eq(pds_log(log, 4), 2);

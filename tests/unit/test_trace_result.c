@@ -105,16 +105,18 @@ ParameterizedTestParameters(trace_result, rejects_damaged_cached_values)
     static struct damaged cases[] = {
         {""},
         {"1|matched|9000000009|1|0||2"},
-        {"3|matched|9000000009|1|0||0|2"},
-        {"2|found|9000000009|1|0||0|2"},
-        {"2|matched|9000000000|1|0||0|2"},
-        {"2|matched|9000000009|1.5|0||0|2"},
-        {"2|matched|9000000009|high|0||0|2"},
-        {"2|matched|9000000009|1|yes||0|2"},
-        {"2|matched|9000000009|1|0||dead|2"},
-        {"2|matched|9000000009|1|0||0|two"},
-        {"2|matched|9000000009|1|0||0|2|extra"},
-        {"2|matched|9000000009|1|0||0"},
+        {"2|matched|9000000009|1|0||0|2"},
+        {"4|matched|9000000009|1|0||0|0|2"},
+        {"3|matched|9000000009|1|0||0|maybe|2"},
+        {"3|found|9000000009|1|0||0|0|2"},
+        {"3|matched|9000000000|1|0||0|0|2"},
+        {"3|matched|9000000009|1.5|0||0|0|2"},
+        {"3|matched|9000000009|high|0||0|0|2"},
+        {"3|matched|9000000009|1|yes||0|0|2"},
+        {"3|matched|9000000009|1|0||dead|0|2"},
+        {"3|matched|9000000009|1|0||0|0|two"},
+        {"3|matched|9000000009|1|0||0|0|2|extra"},
+        {"3|matched|9000000009|1|0||0|0"},
     };
     return cr_make_param_array(struct damaged, cases, sizeof(cases) / sizeof(cases[0]));
 }
@@ -129,7 +131,7 @@ ParameterizedTest(struct damaged *c, trace_result, rejects_damaged_cached_values
  * checks, so "1\0junk|..." read as version 1. */
 Test(trace_result, rejects_nul_bytes_in_cached_values)
 {
-    static const char good[] = "2|matched|9000000009|1|0||1|2";
+    static const char good[] = "3|matched|9000000009|1|0||1|0|2";
     struct trace_result r;
     char v[sizeof(good)];
     cr_assert_eq(trace_result_decode(good, sizeof(good) - 1, &r), 0);
