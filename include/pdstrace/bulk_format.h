@@ -88,7 +88,8 @@ enum bulk_answer_kind {
 struct bulk_answer {
     enum bulk_answer_kind kind;
     struct trace_result result; /* TRACED */
-    const char *why;            /* BAD and FAILED; borrowed */
+    const char *why;            /* BAD and FAILED: the reason; TRACED: NULL, or a note for
+                                   simple's error column (a write-back not queued); borrowed */
 };
 
 /* The first output line(s): simple writes the input header's fields, then outcome,

@@ -97,8 +97,8 @@ struct pds_call {
  * copied, and call may be NULL. Returns 0 and calls cb exactly once later, or returns <0
  * and never calls cb: ERR_INVALID_INPUT (query with spaces, controls or '#';
  * correlation_id over 128 printable characters; a priority that is none of
- * enum pds_priority), ERR_RATE_LIMITED (max_queue requests are
- * waiting), UV_ECANCELED (freeing). */
+ * enum pds_priority), ERR_RATE_LIMITED (max_queue requests of the same priority are
+ * waiting: bulk rows never take single traces' room), UV_ECANCELED (freeing). */
 int pds_client_search(struct pds_client *pc, const char *query, const struct pds_call *call,
                       pds_cb *cb, void *arg);
 

@@ -43,8 +43,11 @@ struct trace_call {
     trace_gone_fn *gone; /* NULL, or asked before every PDS request: once true, the trace
                             stops with UV_ECANCELED rather than spend the PDS budget */
     void *arg;
-    bool bulk; /* a row of a bulk run: its PDS requests give way to single traces'
-                  (PDS_PRIORITY_BULK); false: a single trace */
+    bool bulk;            /* a row of a bulk run: its PDS requests give way to single traces'
+                             (PDS_PRIORITY_BULK); false: a single trace */
+    unsigned deadline_ms; /* this trace's time with PDS; 0: the service's deadline_ms. Bulk
+                             rows wait their turn behind single traces and other instances,
+                             which no caller is waiting on, so they take longer */
 };
 
 /* pds and cache (NULL: no caching) are borrowed and must outlive the service. */

@@ -214,7 +214,8 @@ static void post_trace(struct http_exchange *x, const struct route_params *p, vo
     memcpy(t->wb.case_id, d.case_id, sizeof(t->wb.case_id));
     memcpy(t->wb.nhs_number, d.nhs_number, sizeof(t->wb.nhs_number));
     t->wb.write_back = d.write_back;
-    const struct trace_call call = {t->trace_id, on_traced, caller_gone, t, false};
+    const struct trace_call call = {
+        .trace_id = t->trace_id, .cb = on_traced, .gone = caller_gone, .arg = t};
     int err = trace_run(ctx->traces, &d, &call);
     if (err == ERR_OBJECTION) {
         answer_objection(t);

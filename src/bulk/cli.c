@@ -47,6 +47,7 @@ struct bulk_cli {
     uv_timer_t timer; /* waits for the objection registry, then draws the progress */
     uint64_t started_ns, waited_ms;
     uint64_t pds_sent_before; /* PDS requests before the run (the token's included) */
+    uint64_t pds_sent;        /* and at the last look */
     bool tty, started;
     int status; /* the run's */
     int exit;
@@ -91,36 +92,57 @@ static int parse_number(const char *name, const char *v, double lo, double hi, d
     return 0;
 }
 
+static int parse_concurrency(struct bulk_opts *o, const char *v)
+{
+    double d = 0;
+    int e = parse_number("--concurrency", v, 1, MAX_CONCURRENCY, &d);
+    o->concurrency = (unsigned)d;
+    return e;
+}
+
+/* An option that takes a value, v (NULL when none followed). */
+static int parse_valued(struct bulk_opts *o, const char *a, const char *v)
+{
+    if (v == NULL)
+        return bad("a value must follow", a);
+    if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0)
+        o->output = v;
+    else if (strcmp(a, "--config") == 0)
+        o->config = v;
+    else if (strcmp(a, "--format") == 0)
+        return bulk_format_parse(v, &o->format) == 0
+                   ? 0
+                   : bad("--format must be simple or pds-mesh, not", v);
+    else if (strcmp(a, "--rate") == 0)
+        return parse_number("--rate", v, 0.1, 1000, &o->rate);
+    else
+        return parse_concurrency(o, v);
+    return 0;
+}
+
+static bool takes_value(const char *a)
+{
+    static const char *const valued[] = {"-o",       "--output", "--config",
+                                         "--format", "--rate",   "--concurrency"};
+    for (size_t i = 0; i < sizeof(valued) / sizeof(valued[0]); i++)
+        if (strcmp(a, valued[i]) == 0)
+            return true;
+    return false;
+}
+
 static int parse_option(struct bulk_opts *o, int argc, char **argv, int *i)
 {
     const char *a = argv[*i];
-    double d = 0;
-    int e = 0;
-    if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0)
-        return (o->output = value_of(argc, argv, i)) != NULL ? 0 : bad("-o needs a file", NULL);
-    if (strcmp(a, "--config") == 0)
-        return (o->config = value_of(argc, argv, i)) != NULL ? 0
-                                                             : bad("--config needs a file", NULL);
-    if (strcmp(a, "--format") == 0) {
-        const char *v = value_of(argc, argv, i);
-        return v != NULL && bulk_format_parse(v, &o->format) == 0
-                   ? 0
-                   : bad("--format must be simple or pds-mesh, not", v ? v : "nothing");
-    }
-    if (strcmp(a, "--rate") == 0)
-        return parse_number("--rate", value_of(argc, argv, i), 0.1, 1000, &o->rate);
-    if (strcmp(a, "--concurrency") == 0) {
-        e = parse_number("--concurrency", value_of(argc, argv, i), 1, MAX_CONCURRENCY, &d);
-        o->concurrency = (unsigned)d;
-        return e;
-    }
-    if (strcmp(a, "--write-back") == 0 || strcmp(a, "--resume") == 0) {
-        *(a[2] == 'w' ? &o->write_back : &o->resume) = true;
-        return 0;
-    }
-    if (a[0] == '-' || o->input != NULL)
+    if (strcmp(a, "--write-back") == 0)
+        o->write_back = true;
+    else if (strcmp(a, "--resume") == 0)
+        o->resume = true;
+    else if (takes_value(a))
+        return parse_valued(o, a, value_of(argc, argv, i));
+    else if (a[0] == '-' || o->input != NULL)
         return bad("unknown argument", a);
-    o->input = a;
+    else
+        o->input = a;
     return 0;
 }
 
@@ -155,12 +177,21 @@ static unsigned terminal_width(void)
 static struct bulk_counts counts_now(const struct bulk_cli *c)
 {
     struct bulk_counts n = *bulk_run_counts(c->run);
-    n.pds_calls = pds_client_requests_sent(app_pds(c->app)) - c->pds_sent_before;
+    n.pds_calls = c->pds_sent - c->pds_sent_before;
     return n;
+}
+
+/* The client's count, read while it exists: a stop frees it before the run ends. */
+static void note_pds_sent(struct bulk_cli *c)
+{
+    const struct pds_client *pds = app_pds(c->app);
+    if (pds != NULL)
+        c->pds_sent = pds_client_requests_sent(pds);
 }
 
 static void draw(struct bulk_cli *c, bool last)
 {
+    note_pds_sent(c);
     struct bulk_counts counts = counts_now(c);
     const struct bulk_counts *n = &counts;
     if (!c->tty) {
@@ -207,7 +238,7 @@ static void on_run_done(int status, void *arg)
                 c->o.output);
     else if (status)
         fprintf(stderr, "pds-trace bulk: %s\n", bulk_run_error(c->run));
-    c->exit = status ? EXIT_FAILED : EXIT_OK;
+    c->exit = status ? EXIT_FAILED : EXIT_OK; /* the only way to exit 0 */
     app_stop(c->app);
 }
 
@@ -215,12 +246,11 @@ static void on_run_done(int status, void *arg)
 static void on_stop(void *arg)
 {
     struct bulk_cli *c = arg;
+    note_pds_sent(c);
     uv_timer_stop(&c->timer);
     if (c->run != NULL && c->started) {
         bulk_run_stop(c->run);
         bulk_tracer_stop(c->tracer);
-    } else if (c->exit == EXIT_OK) {
-        c->exit = EXIT_FAILED;
     }
 }
 
@@ -228,7 +258,7 @@ static void start_run(struct bulk_cli *c)
 {
     c->started = true;
     c->started_ns = uv_hrtime();
-    c->pds_sent_before = pds_client_requests_sent(app_pds(c->app));
+    c->pds_sent_before = c->pds_sent = pds_client_requests_sent(app_pds(c->app));
     bulk_run_start(c->run, c->tracer, on_run_done, c);
     unsigned every = c->tty ? BAR_EVERY_MS : LOG_EVERY_MS;
     uv_timer_start(&c->timer, on_progress, every, every);
@@ -350,7 +380,7 @@ static void close_all(struct bulk_cli *c)
 
 int bulk_cli(int argc, char **argv)
 {
-    struct bulk_cli c = {.exit = EXIT_OK};
+    struct bulk_cli c = {.exit = EXIT_FAILED};
     int e = parse_args(&c.o, argc, argv);
     if (e)
         return e < 0 ? EXIT_OK : e;

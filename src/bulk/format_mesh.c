@@ -3,18 +3,17 @@
  *
  * How an answer becomes the response's codes (the README's "Bulk tracing" table):
  *
- * | answer                                  | ERROR/SUCCESS_CODE | MATCHED_NHS_NO | ALGORITHM |
- * CONFIDENCE |
- * |-----------------------------------------|-----|----------------|-------|--------------------|
- * | matched or potential_match, restricted  | 92  | the number     | 1/2/4 | round(score * 100) |
- * | the same, superseded_from set           | 90  | the new number | 1/2/4 | round(score * 100) |
- * | the same, otherwise                     | 00  | the number     | 1/2/4 | round(score * 100) |
- * | no_match, the held number invalidated   | 91  | 0000000000     | 1     | 0                  |
- * | no_match                                | 98  | 0000000000     | 0     | 0                  |
- * | multiple_matches                        | 97  | 9999999999     | 0     | 0                  |
- * | objection (local: MESH has no code)     | ""  | "" (withheld)  | 0     | 0                  |
- * | the row could not be read               | 96  | 0000000000     | 0     | 0                  |
- * | the trace failed (PDS unavailable...)   | ""  | ""             | 0     | 0                  |
+ * | answer                                 | code | MATCHED_NHS_NO | algorithm | confidence |
+ * |----------------------------------------|------|----------------|-----------|------------|
+ * | matched or potential_match, restricted | 92   | the number     | 1/2/4     | score*100  |
+ * | the same, superseded_from set          | 90   | the new number | 1/2/4     | score*100  |
+ * | the same, otherwise                    | 00   | the number     | 1/2/4     | score*100  |
+ * | no_match, the held number invalidated  | 91   | 0000000000     | 1         | 0          |
+ * | no_match                               | 98   | 0000000000     | 0         | 0          |
+ * | multiple_matches                       | 97   | 9999999999     | 0         | 0          |
+ * | objection (local: MESH has no code)    | ""   | "" (withheld)  | 0         | 0          |
+ * | the row could not be read              | 96   | 0000000000     | 0         | 0          |
+ * | the trace failed (PDS unavailable...)  | ""   | ""             | 0         | 0          |
  *
  * MATCHED_ALGORITHM_INDICATOR 1/2/4: 1 (cross-check) when the row gave an NHS number and
  * the answer's number, or the number it superseded, is that one; else 2 (simple) when the
@@ -55,7 +54,7 @@ static const struct {
     {"GP_REGISTRATION_DATE", -1},
     {"NHAIS_POSTING_ID", -1},
     {"AS_AT_DATE", -1},
-    {"LOCAL_PATIENT_ID", -1},
+    {"LOCAL_PATIENT_ID", BULK_COL_CASE_ID},
     {"INTERNAL_ID", -1},
     {"TELEPHONE_NUMBER", -1},
     {"MOBILE_NUMBER", -1},
@@ -156,12 +155,29 @@ static int mesh_address(struct bulk_row_ctx *c)
     return err;
 }
 
+/* LOCAL_PATIENT_ID, the council's own id of the person, is read as the case_id when it
+ * can be one, only so that an objection recorded by case is honoured; the runner never
+ * writes back from a pds-mesh file. Anything else in it is the council's business, not a
+ * bad row. */
+static int mesh_local_id(struct bulk_row_ctx *c)
+{
+    char v[BULK_SHORT_VALUE];
+    const char *why;
+    int i = c->l->col[BULK_COL_CASE_ID];
+
+    if (i < 0 || c->row->len[i] >= sizeof v || bulk_row_value(c, BULK_COL_CASE_ID, v, sizeof v))
+        return 0;
+    if (v[0] != '\0' && demog_check_case_id(v, &why) == 0)
+        memcpy(c->d->case_id, v, strlen(v) + 1);
+    return 0;
+}
+
 /* The columns in the order of the request, but names first as in simple. */
 int bulk_mesh_row(struct bulk_row_ctx *c)
 {
     static int (*const readers[])(struct bulk_row_ctx * c) = {
         bulk_row_reference, mesh_read_names, mesh_birth_date,     mesh_gender,
-        bulk_row_postcode,  mesh_address,    bulk_row_nhs_number,
+        bulk_row_postcode,  mesh_address,    bulk_row_nhs_number, mesh_local_id,
     };
 
     for (size_t i = 0; i < ARRAY_SIZE(readers); i++) {

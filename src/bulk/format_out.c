@@ -170,7 +170,8 @@ static void simple_output(const struct bulk_layout *l, const struct bulk_csv_rec
     bulk_out_row_add_str(o, outcome_of(a));
     bulk_out_row_add_str(o, traced ? a->result.nhs_number : "");
     bulk_out_row_add_str(o, score);
-    bulk_out_row_add_str(o, !traced && a->why != NULL ? a->why : "");
+    /* A traced row's why is a note on it, such as a write-back that could not be queued. */
+    bulk_out_row_add_str(o, a->why != NULL ? a->why : "");
 }
 
 int bulk_output_row(const struct bulk_layout *l, const struct bulk_csv_record *row,

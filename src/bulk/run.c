@@ -60,7 +60,9 @@ static int on_record(const struct bulk_csv_record *rec, void *arg)
     struct bulk_task *t = &s->task;
     if (bulk_row_read(&r->layout, rec, r->today, &t->d, t->why, sizeof(t->why)) != 0)
         t->answer = (struct bulk_answer){.kind = BULK_ANSWER_BAD, .why = t->why};
-    t->d.write_back = r->cfg.write_back && t->d.case_id[0] != '\0';
+    /* pds-mesh's case_id is LOCAL_PATIENT_ID, read only to honour objections. */
+    t->d.write_back =
+        r->cfg.write_back && r->layout.format == BULK_FORMAT_SIMPLE && t->d.case_id[0] != '\0';
     list_push_tail(&r->window, &s->link);
     list_push_tail(&r->pending, &s->pend);
     r->window_len++;
@@ -107,6 +109,10 @@ static void count(struct bulk_run *r, const struct bulk_answer *a)
 
 int bulk_run_write_out(struct bulk_run *r)
 {
+    /* After a failed write the file ends in part of a row: writing more would put rows
+     * after it (or part of the buffer twice). Resume cuts the partial row. */
+    if (r->status)
+        return r->status;
     const char *p = buf_cstr(&r->out);
     size_t left = buf_len(&r->out);
     while (left > 0) {

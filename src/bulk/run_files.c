@@ -110,6 +110,13 @@ static int read_input(struct bulk_run *r, char *err, size_t n)
     if (e)
         return why[0] ? (snprintf(err, n, "%s: %s", r->input, why), e)
                       : io_error(err, n, r->input, "cannot be read: ", e);
+    if (r->cfg.write_back && r->layout.format == BULK_FORMAT_MESH) {
+        snprintf(err, n,
+                 "%s: --write-back needs the simple format's case_id column; a pds-mesh "
+                 "file names no case (its LOCAL_PATIENT_ID only serves objections)",
+                 r->input);
+        return ERR_INVALID_INPUT;
+    }
     char ref[64];
     file_ref(r->input, ref);
     e = bulk_output_header(&r->layout, &r->input_header.view, ref, r->counts.rows_total, had_bom,

@@ -19,14 +19,18 @@
 #define RETRY_MAX_MS     60000u
 #define DEFAULT_ATTEMPTS 4u
 #define DEFAULT_RETRY_MS 1000u
+/* A row's time with PDS: mostly waiting for its turn at the shared rate, behind single
+ * traces and other instances; each request still has its own timeout (pds.timeout_ms). */
+#define ROW_DEADLINE_MS (60u * 60u * 1000u)
 
 enum task_state {
     TASK_NEW,
-    TASK_WAITING,  /* behind a leader tracing the same person */
-    TASK_TRACING,  /* a trace in flight: a leader */
-    TASK_RETRY,    /* waiting to trace again: still a leader */
-    TASK_QUEUEING, /* the write-back being queued */
-    TASK_READY,    /* to be called back from the timer */
+    TASK_WAITING,   /* behind a leader tracing the same person */
+    TASK_TRACING,   /* a trace in flight: a leader */
+    TASK_RETRY,     /* waiting to trace again: still a leader */
+    TASK_ANSWERING, /* has its answer; its followers are being let go */
+    TASK_QUEUEING,  /* the write-back being queued */
+    TASK_READY,     /* to be called back from the timer */
 };
 
 struct bulk_tracer {
@@ -47,6 +51,7 @@ static const struct metrics_family families[] = {
 };
 
 static void begin(struct bulk_task *task, bool now);
+static void release_followers(struct bulk_task *leader);
 static void on_timer(uv_timer_t *timer);
 
 static uint64_t now_unix_ms(void)
@@ -92,6 +97,7 @@ static void finish(struct bulk_task *task, int status)
 {
     struct bulk_tracer *t = task->tracer;
     list_remove(&task->link);
+    release_followers(task); /* none by now; never left behind if there were */
     t->active--;
     free(task->canonical);
     task->canonical = NULL;
@@ -107,6 +113,15 @@ static void defer(struct bulk_task *task, int status)
     task->status = status;
     list_push_tail(&t->ready, &task->link);
     uv_timer_start(&t->timer, on_timer, 0, 0);
+}
+
+/* A leader that has its answer stops being one before anything is called back, so that a
+ * row started from a callback cannot queue behind it and be left there. */
+static void step_down(struct bulk_task *task)
+{
+    list_remove(&task->link);
+    list_push_tail(&task->tracer->others, &task->link);
+    task->state = TASK_ANSWERING;
 }
 
 static void answered(struct bulk_task *task, const char *write_back)
@@ -155,9 +170,11 @@ static void on_enqueued(int status, void *arg)
         finish(task, UV_ECANCELED); /* not done: a resumed run queues it again */
         return;
     }
-    if (status)
+    if (status) {
         snprintf(task->why, sizeof(task->why), "write_back: could not be queued (%s)",
                  err_str(status));
+        task->answer.why = task->why;
+    }
     answered(task, status ? "failed" : "queued");
 }
 
@@ -175,8 +192,6 @@ static void write_back(struct bulk_task *task)
     memcpy(item.trace_id, task->trace_id, sizeof(item.trace_id));
     memcpy(item.case_id, task->d.case_id, sizeof(item.case_id));
     memcpy(item.nhs_number, r->nhs_number, sizeof(item.nhs_number));
-    list_remove(&task->link);
-    list_push_tail(&t->others, &task->link);
     task->state = TASK_QUEUEING;
     int e = writeback_enqueue(t->cfg.writebacks, &item, on_enqueued, task);
     if (e)
@@ -205,11 +220,17 @@ static void schedule_retry(struct bulk_task *task)
  * bulk_tracer_start, where the answer must wait for the timer. */
 static void failed(struct bulk_task *task, int status, const char *detail, bool now)
 {
-    if (transient(status) && task->attempts < task->tracer->cfg.max_attempts &&
-        !task->tracer->stopped) {
+    if (task->tracer->stopped) {
+        step_down(task);
+        fail_followers(task, UV_ECANCELED);
+        defer(task, UV_ECANCELED); /* not answered: a resumed run traces it again */
+        return;
+    }
+    if (transient(status) && task->attempts < task->tracer->cfg.max_attempts) {
         schedule_retry(task);
         return;
     }
+    step_down(task);
     task->answer = (struct bulk_answer){.kind = BULK_ANSWER_FAILED, .why = task->why};
     snprintf(task->why, sizeof(task->why), "%s: %s", err_api_code(status),
              detail != NULL && detail[0] ? detail : err_str(status));
@@ -226,6 +247,7 @@ static void on_traced(int status, const struct trace_result *r, const char *deta
 {
     struct bulk_task *task = arg;
     if (status == UV_ECANCELED) {
+        step_down(task);
         fail_followers(task, UV_ECANCELED);
         finish(task, UV_ECANCELED);
         return;
@@ -235,6 +257,7 @@ static void on_traced(int status, const struct trace_result *r, const char *deta
         return;
     }
     task->answer = (struct bulk_answer){.kind = BULK_ANSWER_TRACED, .result = *r};
+    step_down(task);
     release_followers(task);
     write_back(task);
 }
@@ -245,6 +268,7 @@ static void objection(struct bulk_task *task)
     task->answer = (struct bulk_answer){.kind = BULK_ANSWER_TRACED};
     trace_result_withhold(&task->answer.result);
     task->answer.result.steps = 0;
+    step_down(task);
     release_followers(task);
     record(task, "withheld");
     defer(task, 0);
@@ -261,7 +285,12 @@ static void begin(struct bulk_task *task, bool now)
     task->state = TASK_TRACING;
     /* bulk: single traces go first, in this process and in every other on the same Redis. */
     const struct trace_call call = {
-        .trace_id = task->trace_id, .cb = on_traced, .arg = task, .bulk = true};
+        .trace_id = task->trace_id,
+        .cb = on_traced,
+        .arg = task,
+        .bulk = true,
+        .deadline_ms = ROW_DEADLINE_MS,
+    };
     int e = trace_run(t->cfg.traces, &task->d, &call);
     if (e == ERR_OBJECTION)
         objection(task);

@@ -682,7 +682,10 @@ static int check_call(struct pds_client *pc, const struct pds_call *call, pds_cb
         return ERR_INVALID_INPUT;
     if (call != NULL && (unsigned)call->priority >= PDS_PRIORITIES)
         return ERR_INVALID_INPUT;
-    return waiting(pc) >= pc->cfg.max_queue ? ERR_RATE_LIMITED : 0;
+    /* Each priority has its own room, so bulk rows can never crowd out single traces. */
+    bool bulk = call != NULL && call->priority == PDS_PRIORITY_BULK;
+    unsigned queued = pc->counts[bulk ? PDS_QUEUED_BULK : PDS_QUEUED_TRACE];
+    return queued >= pc->cfg.max_queue ? ERR_RATE_LIMITED : 0;
 }
 
 /* A search (what: the query) or a retrieve (what: the NHS number), queued. */

@@ -277,7 +277,8 @@ int trace_run(struct trace_service *svc, const struct demographics *d,
     job->call = *call;
     snprintf(job->trace_id, sizeof(job->trace_id), "%s", call->trace_id);
     job->call.trace_id = job->trace_id;
-    job->deadline_ns = uv_hrtime() + svc->cfg.deadline_ms * NS_PER_MS;
+    unsigned deadline_ms = call->deadline_ms ? call->deadline_ms : svc->cfg.deadline_ms;
+    job->deadline_ns = uv_hrtime() + (uint64_t)deadline_ms * NS_PER_MS;
     buf_init(&job->query, 8192);
     cascade_init(&job->cascade, &job->d, &svc->cfg.cascade);
     job->result.score = -1;

@@ -199,6 +199,19 @@ Test(bulk_cli, objections_inside_a_file_withhold_the_number, .fini = teardown, .
                           "c,Patel,Priya,1979-09-03,BD9 4RU,LAS-3,objection,,,\r\n");
     free(out);
     unlink(p.log_path);
+    /* pds-mesh: LOCAL_PATIENT_ID (column 20) serves as the case for objections. */
+    write_text(in_path, "UNIQUE REFERENCE,NHS_NO,FAMILY_NAME,GIVEN_NAME,OTHER_GIVEN_NAME,GENDER,"
+                        "DATE_OF_BIRTH,POSTCODE,DATE_OF_DEATH,ADDRESS_LINE1,ADDRESS_LINE2,"
+                        "ADDRESS_LINE3,ADDRESS_LINE4,ADDRESS_LINE5,ADDRESS_DATE,GP_PRACTICE_CODE,"
+                        "GP_REGISTRATION_DATE,NHAIS_POSTING_ID,AS_AT_DATE,LOCAL_PATIENT_ID\n"
+                        "m1,,Smith,Jane,,2,20101022,LS1 6AE,,,,,,,,,,,,LAS-1\n"
+                        "m2,,Smith,Jane,,2,20101022,LS1 6AE,,,,,,,,,,,,LAS-2\n");
+    cr_assert_eq(bulk_file(&p, NULL), 0);
+    out = read_text(out_path);
+    cr_assert(strstr(out, "m1," EMPTY21 ",,,,,0,0\r\n") != NULL, "%s", out);
+    cr_assert(strstr(out, "m2," EMPTY21 ",,,00,9000000009,2,100\r\n") != NULL, "%s", out);
+    free(out);
+    unlink(p.log_path);
 }
 
 Test(bulk_cli, write_back_queues_matched_rows_with_a_case_id, .fini = teardown, .timeout = 120)
@@ -225,6 +238,30 @@ Test(bulk_cli, write_back_queues_matched_rows_with_a_case_id, .fini = teardown, 
     json_decref(rec);
     cr_assert_null(stack_case_client(cs.proc.port, "LAS-2"), "a potential match is never written");
     unlink(p.log_path);
+    char *out = read_text(out_path);
+    cr_assert(strstr(out, "a,Smith,Jane,2010-10-22,LS1 6AE,LAS-1,matched,9000000009,1,\r\n"), "%s",
+              out);
+    free(out);
+}
+
+/* A case id the trace takes but the write-back queue does not: the row says so. */
+Test(bulk_cli, a_write_back_that_cannot_be_queued_is_noted_on_its_row, .fini = teardown,
+     .timeout = 120)
+{
+    cr_assert_eq(stack_start_with_case(&st, &cs, "case-token-0123456789", false, NULL), 0);
+    snprintf(in_path, sizeof(in_path), "%s/in.csv", st.dir);
+    snprintf(out_path, sizeof(out_path), "%s/out.csv", st.dir);
+    write_text(in_path, "reference,family,given,birth_date,postcode,case_id\n"
+                        "a,Smith,Jane,2010-10-22,LS1 6AE,LAS/1\n");
+    struct proc p;
+    const char *args[] = {in_path, "-o", out_path, "--write-back", NULL};
+    cr_assert_eq(bulk(&p, args, NULL), 0);
+    unlink(p.log_path);
+    char *out = read_text(out_path);
+    cr_assert(strstr(out, "a,Smith,Jane,2010-10-22,LS1 6AE,LAS/1,matched,9000000009,1,"
+                          "write_back: could not be queued") != NULL,
+              "%s", out);
+    free(out);
 }
 
 static int exit_of(const char *const args[], const char *const env[], const char *says)
@@ -235,6 +272,17 @@ static int exit_of(const char *const args[], const char *const env[], const char
     unlink(p.log_path);
     return rc;
 }
+
+/* pds-mesh names no case: --write-back is refused before anything is traced. */
+Test(bulk_cli, write_back_is_refused_for_a_pds_mesh_file, .fini = teardown, .timeout = 60)
+{
+    setup();
+    write_text(in_path, mesh_in);
+    const char *args[] = {in_path, "-o", out_path, "--write-back", NULL};
+    cr_assert_eq(exit_of(args, NULL, "--write-back needs the simple format"), 1);
+    cr_assert_eq(pds_searches("family="), 0);
+}
+
 
 Test(bulk_cli, a_file_that_cannot_be_processed_exits_non_zero_with_one_line, .fini = teardown,
      .timeout = 120)
@@ -377,4 +425,31 @@ Test(bulk_cli, the_sample_files_give_their_expected_answers, .fini = teardown, .
         free(got);
         free(want);
     }
+}
+
+/* Three rows of one person PDS refuses, two at a time: the ones waiting behind the first
+ * get its answer and every row comes out (this once hung: a row started from the first
+ * row's callback queued behind it as it finished). */
+Test(bulk_cli, identical_rows_of_a_refused_person_all_come_out, .fini = teardown, .timeout = 120)
+{
+    setup();
+    json_decref(
+        stack_pds_admin(&st, "PUT", "/_admin/faults", "{\"fail_rate\":1,\"fail_status\":400}"));
+    write_text(in_path, "reference,family,given,birth_date\n"
+                        "a,Smith,Jane,2010-10-22\n"
+                        "b,Smith,Jane,2010-10-22\n"
+                        "c,Smith,Jane,2010-10-22\n"
+                        "d,Smith,Jane,2010-10-22\n");
+    const char *args[] = {in_path, "-o", out_path, "--concurrency", "2", NULL};
+    struct proc p;
+    cr_assert_eq(bulk(&p, args, NULL), 0);
+    unlink(p.log_path);
+    char *out = read_text(out_path);
+    const char *rows[] = {"a,", "b,", "c,", "d,"};
+    for (size_t i = 0; i < 4; i++) {
+        char want[96];
+        snprintf(want, sizeof(want), "\r\n%sSmith,Jane,2010-10-22,error,,,pds_rejected: ", rows[i]);
+        cr_assert(strstr(out, want) != NULL, "%s in %s", rows[i], out);
+    }
+    free(out);
 }

@@ -203,7 +203,8 @@ static bool caller_gone(void *arg)
 
 static int start_trace(const struct demographics *d, struct caller *c)
 {
-    const struct trace_call call = {TRACE_ID, on_traced, caller_gone, c, false};
+    const struct trace_call call = {
+        .trace_id = TRACE_ID, .cb = on_traced, .gone = caller_gone, .arg = c};
     return trace_run(F.svc, d, &call);
 }
 
