@@ -283,7 +283,6 @@ Test(bulk_cli, write_back_is_refused_for_a_pds_mesh_file, .fini = teardown, .tim
     cr_assert_eq(pds_searches("family="), 0);
 }
 
-
 Test(bulk_cli, a_file_that_cannot_be_processed_exits_non_zero_with_one_line, .fini = teardown,
      .timeout = 120)
 {
