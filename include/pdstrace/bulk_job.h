@@ -11,7 +11,7 @@
 /* Bulk jobs over HTTP (DESIGN.md §3 "Bulk"), kept in Redis so that every instance sharing
  * it works on every job: the store (a job's upload, its status, its result in batches, its
  * deletion) and the worker (each instance a consumer in one group on one stream of rows of
- * every job). Row contents and result rows are sealed (AES-256-GCM, associated data: the
+ * every job). Row contents and results are sealed (AES-256-GCM, associated data: the
  * job id and the row's number); counts, states, ids and owners are clear. A row's result
  * is stored and counted once, however many instances trace it. See docs/internals/bulk.md,
  * "HTTP jobs". */
@@ -20,6 +20,7 @@ struct bulk_upload;
 struct bulk_result;
 struct bulk_worker;
 struct metrics;
+struct objections;
 struct redis_conn;
 struct trace_service;
 
@@ -143,18 +144,26 @@ void bulk_upload_free(struct bulk_upload *u, bool delete_job);
 
 /* A piece of the result: data (borrowed until the call returns) and len > 0, or len 0 at
  * the end; or status non-zero when it cannot go on (ERR_UNAVAILABLE, ERR_NOT_FOUND when the
- * job went meanwhile, ERR_PARSE when a row cannot be opened). */
+ * job went meanwhile, ERR_PARSE when a row cannot be opened, ERR_OBJECTIONS_UNAVAILABLE
+ * when a row gives a number and the objection registry is not confirmed current). */
 typedef void bulk_result_cb(int status, const char *data, size_t len, void *arg);
 
 /* Looks the owner's job up; cb runs once as for bulk_job_get. When it says 0 and
- * BULK_JOB_DONE, read the result with bulk_result_read; either way free r after. */
+ * BULK_JOB_DONE, read the result with bulk_result_read; either way free r after.
+ * objections (borrowed, outlives r) is checked as the rows are read. Returns 0, or an
+ * error and never calls cb (ERR_INVALID_INPUT without objections). */
 int bulk_result_open(struct bulk_result **out, struct bulk_jobs *s, const char *job_id,
-                     const char *owner, bulk_job_info_cb *cb, void *arg);
+                     const char *owner, const struct objections *objections, bulk_job_info_cb *cb,
+                     void *arg);
 
 /* The next piece, in the input's format: the output header first (simple: the input's
  * header and the four answer columns; pds-mesh: its header record with the row count),
- * then the rows in file order, a batch at a time. cb runs once per call. Returns 0, or
- * ERR_INVALID_INPUT (not open, a read in flight, or after the end). */
+ * then the rows in file order, a batch at a time (a piece is about 256 KiB, or one row
+ * when a row is larger). Each row is written out as it is read: a row that gives a
+ * number whose case or number is now under objection is answered as an objection, the
+ * number withheld (DESIGN.md §3), whenever its trace was. cb runs once per call. Returns
+ * 0, ERR_INVALID_INPUT (not open, a read in flight, or after the end), or
+ * ERR_OBJECTIONS_UNAVAILABLE (the registry is not confirmed current: nothing is read). */
 int bulk_result_read(struct bulk_result *r, bulk_result_cb *cb, void *arg);
 
 /* A read in flight never calls back. NULL is fine. */

@@ -9,6 +9,7 @@
 #include "pdstrace/err.h"
 #include "pdstrace/log.h"
 #include "pdstrace/macros.h"
+#include "pdstrace/objections.h"
 
 /* The bulk routes (role bulk): a CSV file uploaded as a job, streamed into Redis as it
  * arrives and never held whole; its status; its result streamed out in batches; its
@@ -191,11 +192,14 @@ static void post_bulk(struct http_exchange *x, const struct route_params *params
 /* One request waiting for Redis; the exchange stays ours until we answer. */
 struct bulk_request {
     struct http_exchange *x;
+    const struct api_context *ctx;
     struct bulk_result *result;
+    bool started; /* the result's head has gone out: an error can only cut it */
     char job_id[BULK_JOB_ID_SIZE];
 };
 
-static struct bulk_request *request_new(struct http_exchange *x, const struct route_params *p)
+static struct bulk_request *request_new(struct http_exchange *x, const struct route_params *p,
+                                        const struct api_context *ctx)
 {
     struct bulk_request *r = calloc(1, sizeof(*r));
     if (r == NULL) {
@@ -203,6 +207,7 @@ static struct bulk_request *request_new(struct http_exchange *x, const struct ro
         return NULL;
     }
     r->x = x;
+    r->ctx = ctx;
     const char *id = route_param(p, "job_id");
     snprintf(r->job_id, sizeof(r->job_id), "%s", id != NULL ? id : "");
     return r;
@@ -245,7 +250,7 @@ static void on_status(int status, const struct bulk_job_info *info, void *arg)
 static void get_bulk(struct http_exchange *x, const struct route_params *params, void *arg)
 {
     const struct api_context *ctx = arg;
-    struct bulk_request *r = request_new(x, params);
+    struct bulk_request *r = request_new(x, params, ctx);
     if (r == NULL)
         return;
     int err = bulk_job_get(ctx->bulk, r->job_id, api_caller(x), on_status, r);
@@ -257,9 +262,18 @@ static void get_bulk(struct http_exchange *x, const struct route_params *params,
 
 /* ---- GET /v1/bulk/{job_id}/result ---- */
 
+/* Before the head an error is an answer of its own (503 objections_unavailable while the
+ * registry is stale); after it, a reset: the client sees a truncated transfer, never a
+ * clean end. */
 static void result_done(struct bulk_request *r, int status)
 {
-    http_exchange_finish(r->x, status);
+    if (r->started)
+        http_exchange_finish(r->x, status);
+    else if (status == ERR_OBJECTIONS_UNAVAILABLE)
+        http_exchange_respond_err(r->x, status, NULL,
+                                  "objections could not be confirmed current: no number given");
+    else
+        respond_store_err(r->x, status != 0 ? status : ERR_INTERNAL);
     bulk_result_free(r->result);
     free(r);
 }
@@ -275,6 +289,18 @@ static void on_written(int status, void *arg)
         read_more(r);
 }
 
+static int start_result(struct bulk_request *r)
+{
+    char disposition[96];
+    snprintf(disposition, sizeof(disposition), "attachment; filename=\"%s.csv\"", r->job_id);
+    http_exchange_add_header(r->x, "Content-Disposition", disposition);
+    int err = http_exchange_start(r->x, 200, "text/csv; charset=utf-8");
+    r->started = err == 0;
+    return err;
+}
+
+/* The head goes out with the first piece, so that whatever stops that piece (a stale
+ * registry above all) is still an answer of its own. */
 static void on_piece(int status, const char *data, size_t len, void *arg)
 {
     struct bulk_request *r = arg;
@@ -282,7 +308,8 @@ static void on_piece(int status, const char *data, size_t len, void *arg)
         result_done(r, status);
         return;
     }
-    int err = http_exchange_write(r->x, data, len, on_written, r);
+    int err = r->started ? 0 : start_result(r);
+    err = err ? err : http_exchange_write(r->x, data, len, on_written, r);
     if (err)
         result_done(r, err);
 }
@@ -295,26 +322,21 @@ static void read_more(struct bulk_request *r)
         result_done(r, err);
 }
 
-static void start_result(struct bulk_request *r)
+/* HEAD: the head GET would have, without reading a row. */
+static void answer_head(struct bulk_request *r)
 {
-    char disposition[96];
-    snprintf(disposition, sizeof(disposition), "attachment; filename=\"%s.csv\"", r->job_id);
-    http_exchange_add_header(r->x, "Content-Disposition", disposition);
-    int err = http_exchange_start(r->x, 200, "text/csv; charset=utf-8");
-    if (err) {
-        http_exchange_respond_err(r->x, err == UV_ECANCELED ? ERR_UNAVAILABLE : err, NULL, NULL);
-        bulk_result_free(r->result);
-        free(r);
-        return;
-    }
-    read_more(r);
+    int err = objections_current(r->ctx->objections) ? start_result(r) : ERR_OBJECTIONS_UNAVAILABLE;
+    result_done(r, err);
 }
 
 static void on_result_open(int status, const struct bulk_job_info *info, void *arg)
 {
     struct bulk_request *r = arg;
     if (status == 0 && info->state == BULK_JOB_DONE) {
-        start_result(r);
+        if (strcmp(http_exchange_method(r->x), "HEAD") == 0)
+            answer_head(r);
+        else
+            read_more(r);
         return;
     }
     if (status)
@@ -331,10 +353,11 @@ static void on_result_open(int status, const struct bulk_job_info *info, void *a
 static void get_result(struct http_exchange *x, const struct route_params *params, void *arg)
 {
     const struct api_context *ctx = arg;
-    struct bulk_request *r = request_new(x, params);
+    struct bulk_request *r = request_new(x, params, ctx);
     if (r == NULL)
         return;
-    int err = bulk_result_open(&r->result, ctx->bulk, r->job_id, api_caller(x), on_result_open, r);
+    int err = bulk_result_open(&r->result, ctx->bulk, r->job_id, api_caller(x), ctx->objections,
+                               on_result_open, r);
     if (err) {
         free(r);
         respond_store_err(x, err);
@@ -368,7 +391,7 @@ static void on_deleted(int status, void *arg)
 static void delete_bulk(struct http_exchange *x, const struct route_params *params, void *arg)
 {
     const struct api_context *ctx = arg;
-    struct bulk_request *r = request_new(x, params);
+    struct bulk_request *r = request_new(x, params, ctx);
     if (r == NULL)
         return;
     int err = bulk_job_delete(ctx->bulk, r->job_id, api_caller(x), on_deleted, r);

@@ -34,7 +34,7 @@ struct bj_keys {
                               rows_added, rows_total, rows_done, o:<outcome>, error,
                               created_at, done_at */
     char in[BJ_JOB_KEY_MAX];   /* hash row -> sealed input row, until the row is done */
-    char out[BJ_JOB_KEY_MAX];  /* hash row -> sealed output row */
+    char out[BJ_JOB_KEY_MAX];  /* hash row -> sealed stored result (struct bj_stored) */
 };
 
 struct bulk_jobs {
@@ -75,11 +75,45 @@ int bj_seal_record(const struct bulk_jobs *s, const char *what, const char *job_
 int bj_open_record(const struct bulk_jobs *s, const char *what, const char *job_id, uint64_t row,
                    const char *sealed, size_t n, struct bulk_record_copy *c);
 
-/* Plain bytes sealed and opened the same way (the output rows). */
+/* Plain bytes sealed and opened the same way. */
 int bj_seal(const struct bulk_jobs *s, const char *what, const char *job_id, uint64_t row,
             const char *p, size_t n, struct buf *out);
 int bj_open(const struct bulk_jobs *s, const char *what, const char *job_id, uint64_t row,
             const char *sealed, size_t n, struct buf *out);
+
+/* A record's plain form, "<n_fields>\n<fields as CSV>", appended to out (all or nothing),
+ * and the reverse into c. bj_record_parse returns 0, ERR_PARSE (not one record) or
+ * UV_ENOMEM. */
+int bj_record_text(const struct bulk_csv_record *rec, struct buf *out);
+int bj_record_parse(const char *p, size_t n, struct bulk_record_copy *c);
+
+/* ---- a row's result as stored (job_answer.c) ---- */
+
+/* The stored value's plain form stays under this: the input row's (which fits
+ * BJ_RECORD_MAX, or the upload would have failed) and the answer's few hundred bytes. */
+#define BJ_STORED_MAX (BJ_RECORD_MAX + 4096)
+#define BJ_WHY_MAX    192 /* a reason or note with its NUL, as a bulk task's why */
+
+/* A row's result as it is kept in the job's out hash: the answer, not the output row, so
+ * that the output row is written at download, after the objection check (DESIGN.md §3:
+ * an objection recorded after the row was traced still withholds its number). */
+struct bj_stored {
+    struct bulk_answer answer; /* answer.why points into why, or is NULL */
+    char why[BJ_WHY_MAX];
+    char case_id[65];              /* what an objection by case is checked against; "" */
+    struct bulk_record_copy input; /* the input row; raw initialised by the caller */
+};
+
+/* Seals row's answer a, its case_id (NULL or "": none) and its input record as the
+ * stored result "result:<job_id>:<row>", appended to out. Returns 0 or a buf error. */
+int bj_answer_seal(const struct bulk_jobs *s, const char *job_id, uint64_t row,
+                   const struct bulk_answer *a, const char *case_id,
+                   const struct bulk_csv_record *input, struct buf *out);
+
+/* The reverse, into st (st->input.raw initialised with buf_init). Returns 0, ERR_PARSE
+ * (tampered, another key or place, or malformed) or UV_ENOMEM. */
+int bj_answer_open(const struct bulk_jobs *s, const char *job_id, uint64_t row, const char *sealed,
+                   size_t n, struct bj_stored *st);
 
 /* What a job's meta hash holds, parsed from HGETALL. */
 struct bj_meta {

@@ -1,7 +1,7 @@
 /* One row of an HTTP job on this instance: fetched (the sealed input and the job's
  * layout), traced through the owner's bulk tracer, and settled with one script that
- * stores, counts and acknowledges it, or drops it (its job gone, or done already), or
- * fails its job (it cannot be read back). */
+ * stores (its answer and input row, job_answer.c), counts and acknowledges it, or drops it
+ * (its job gone, or done already), or fails its job (it cannot be read back). */
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <string.h>
@@ -60,29 +60,10 @@ static const char *outcome_of(const struct bulk_answer *a)
     return a->kind == BULK_ANSWER_FAILED ? "error" : trace_outcome_name(a->result.outcome);
 }
 
-/* The output row, sealed, into sealed. */
-static int output(struct bj_row *r, struct buf *sealed)
-{
-    struct buf out;
-    buf_init(&out, BJ_RECORD_MAX);
-    int err = bulk_output_row(&r->layout, &r->record.view, &r->task.answer, &out);
-    err =
-        err ? err : bj_seal(r->w->s, "out", r->job, r->row, buf_cstr(&out), buf_len(&out), sealed);
-    buf_wipe(&out);
-    return err;
-}
-
 /* The finish script: stored and counted unless another instance was first. */
-static void store(struct bj_row *r)
+static void finish(struct bj_row *r, const struct buf *sealed)
 {
     struct bulk_jobs *s = r->w->s;
-    struct buf sealed;
-    buf_init(&sealed, BJ_RECORD_MAX + 1024);
-    if (output(r, &sealed) != 0) {
-        buf_wipe(&sealed);
-        fail(r, "a row's result could not be written");
-        return;
-    }
     struct bj_keys k;
     char row[24], now[24];
     bj_keys_of(s, r->job, &k);
@@ -98,14 +79,31 @@ static void store(struct bj_row *r)
                           BJ_GROUP,
                           r->entry,
                           row,
-                          buf_cstr(&sealed),
+                          buf_cstr(sealed),
                           outcome_of(&r->task.answer),
                           now,
                           s->retention};
     size_t lens[ARRAY_SIZE(argv)];
     for (size_t i = 0; i < ARRAY_SIZE(argv); i++)
-        lens[i] = i == 10 ? buf_len(&sealed) : strlen(argv[i]);
+        lens[i] = i == 10 ? buf_len(sealed) : strlen(argv[i]);
     settle(r, (int)ARRAY_SIZE(argv), argv, lens);
+}
+
+/* What is stored is the answer with the input row, not the output row: the output row is
+ * written at download, after the objection check (job_answer.c), and whatever its size
+ * it never fails the job here. */
+static void store(struct bj_row *r)
+{
+    struct buf sealed;
+    buf_init(&sealed, BJ_STORED_MAX + 1024);
+    int err = bj_answer_seal(r->w->s, r->job, r->row, &r->task.answer, r->task.d.case_id,
+                             &r->record.view, &sealed);
+    if (err == 0)
+        finish(r, &sealed);
+    else if (err == UV_ENOMEM)
+        bj_worker_release(r); /* left pending for a reclaim */
+    else
+        fail(r, "a row's result could not be written");
     buf_wipe(&sealed);
 }
 

@@ -170,13 +170,22 @@ int bj_open(const struct bulk_jobs *s, const char *what, const char *job_id, uin
     return crypto_open(s->key, aad, strlen(aad), sealed, n, out);
 }
 
+int bj_record_text(const struct bulk_csv_record *rec, struct buf *out)
+{
+    size_t len0 = buf_len(out);
+    int err = buf_appendf(out, "%zu\n", rec->n_fields);
+    err = err ? err : bulk_csv_append(out, rec->field, rec->len, rec->n_kept, BULK_CSV_EXACT);
+    if (err)
+        buf_truncate(out, len0);
+    return err;
+}
+
 int bj_seal_record(const struct bulk_jobs *s, const char *what, const char *job_id, uint64_t row,
                    const struct bulk_csv_record *rec, struct buf *out)
 {
     struct buf plain;
     buf_init(&plain, BJ_RECORD_MAX);
-    int err = buf_appendf(&plain, "%zu\n", rec->n_fields);
-    err = err ? err : bulk_csv_append(&plain, rec->field, rec->len, rec->n_kept, BULK_CSV_EXACT);
+    int err = bj_record_text(rec, &plain);
     err = err ? err : bj_seal(s, what, job_id, row, buf_cstr(&plain), buf_len(&plain), out);
     buf_wipe(&plain);
     return err;
@@ -193,8 +202,7 @@ static int on_one_record(const struct bulk_csv_record *rec, void *arg)
     return o->seen++ == 0 ? bulk_record_copy_set(o->c, rec) : ERR_PARSE;
 }
 
-/* "<n_fields>\n<one CSV record>" into c. */
-static int parse_record(const char *p, size_t n, struct bulk_record_copy *c)
+int bj_record_parse(const char *p, size_t n, struct bulk_record_copy *c)
 {
     const char *nl = memchr(p, '\n', n);
     char *end = NULL;
@@ -221,7 +229,7 @@ int bj_open_record(const struct bulk_jobs *s, const char *what, const char *job_
     struct buf plain;
     buf_init(&plain, BJ_RECORD_MAX);
     int err = bj_open(s, what, job_id, row, sealed, n, &plain);
-    err = err ? err : parse_record(buf_cstr(&plain), buf_len(&plain), c);
+    err = err ? err : bj_record_parse(buf_cstr(&plain), buf_len(&plain), c);
     buf_wipe(&plain);
     return err == UV_ENOMEM ? err : err ? ERR_PARSE : 0;
 }

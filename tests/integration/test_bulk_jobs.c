@@ -1,8 +1,9 @@
 /* Bulk jobs over HTTP (issue 9 points 6 and 7): the binary against a real Redis and the
  * mock PDS. Both formats end to end (upload, poll the status until done, fetch the result
  * and compare its text), the refusals (a bad header, a file over bulk.max_bytes, another
- * key's job, a deleted one), two instances sharing one job, and an instance killed with
- * SIGKILL mid-job whose rows the other takes over. The people are the fixed ones of
+ * key's job, a deleted one), objections recorded after the rows were traced honoured by
+ * the result, HEAD on a result, two instances sharing one job, and an instance killed
+ * with SIGKILL mid-job whose rows the other takes over. The people are the fixed ones of
  * mocks/pds/README.md and made-up ones PDS does not know. */
 #include <criterion/criterion.h>
 #include <jansson.h>
@@ -398,6 +399,118 @@ Test(bulk_jobs, another_key_finds_nothing_and_delete_removes_the_job, .init = se
     free(out);
     cr_assert_eq(stack_request(st.svc.port, STACK_KEY_ALL, "DELETE", path, NULL, NULL), 404);
     cr_assert_eq(proc_log_count(&st.svc, "\"event\":\"bulk_job_deleted\""), 1);
+}
+
+/* ---- objections at download ---- */
+
+static const char cases_in[] =
+    "reference,family,given,birth_date,gender,postcode,nhs_number,case_id\n"
+    "r1,Smith,Jane,2010-10-22,female,LS1 6AE,,case-1\n"
+    "r2,Patel,Priya,1979-09-03,,BD9 4RU,,case-2\n"
+    "r3,Cuff,Ruth,1926-01-07,female,,9000000025,case-3\n"
+    "r4,Nobody,Anne,1950-01-01,,,,case-4\n";
+
+#define CASES_HEAD                                                                                 \
+    "reference,family,given,birth_date,gender,postcode,nhs_number,case_id,outcome,"                \
+    "matched_nhs_number,score,error\r\n"
+static const char cases_out[] =
+    CASES_HEAD "r1,Smith,Jane,2010-10-22,female,LS1 6AE,,case-1,matched,9000000009,1,\r\n"
+               "r2,Patel,Priya,1979-09-03,,BD9 4RU,,case-2,matched,9000000092,0.99,\r\n"
+               "r3,Cuff,Ruth,1926-01-07,female,,9000000025,case-3,matched,9000000041,1,\r\n"
+               "r4,Nobody,Anne,1950-01-01,,,,case-4,no_match,,,\r\n";
+/* r1 objected to by its case, r3's number by another case. */
+static const char cases_objected[] =
+    CASES_HEAD "r1,Smith,Jane,2010-10-22,female,LS1 6AE,,case-1,objection,,,\r\n"
+               "r2,Patel,Priya,1979-09-03,,BD9 4RU,,case-2,matched,9000000092,0.99,\r\n"
+               "r3,Cuff,Ruth,1926-01-07,female,,9000000025,case-3,objection,,,\r\n"
+               "r4,Nobody,Anne,1950-01-01,,,,case-4,no_match,,,\r\n";
+
+struct result_wait {
+    int port;
+    const char *id;
+    const char *want;
+};
+
+static bool result_is(void *arg)
+{
+    struct result_wait *w = arg;
+    long code;
+    char *out = result_of(w->port, STACK_KEY_ALL, w->id, &code);
+    bool is = code == 200 && strcmp(out, w->want) == 0;
+    free(out);
+    return is;
+}
+
+static const char *const fast_objections[] = {"PDS_TRACE_OBJECTIONS_MAX_STALENESS_MS=500", NULL};
+
+/* Recorded through one instance once every row was traced, the objections reach the result
+ * read through the other within objections.max_staleness_ms; withdrawn, the numbers come
+ * back. */
+Test(bulk_jobs, objections_recorded_after_the_trace_are_honoured_by_the_result, .fini = teardown,
+     .timeout = 120)
+{
+    setup_with(fast_objections);
+    const char *id = upload(st.svc.port, cases_in);
+    char job[64];
+    snprintf(job, sizeof(job), "%s", id);
+    wait_done(st.svc.port, job, 60000);
+    char *out = result_ok(st.svc.port, job);
+    cr_assert_str_eq(out, cases_out);
+    free(out);
+    struct proc peer;
+    cr_assert_eq(stack_start_peer(&st, &peer, fast_objections), 0);
+    long s = stack_request(st.svc.port, STACK_KEY_ALL, "PUT", "/v1/objections/case-1",
+                           "{\"recorded_by\":\"x\"}", NULL);
+    cr_assert_eq(s, 201);
+    s = stack_request(st.svc.port, STACK_KEY_ALL, "PUT", "/v1/objections/case-other",
+                      "{\"recorded_by\":\"x\",\"nhs_number\":\"9000000041\"}", NULL);
+    cr_assert_eq(s, 201);
+    struct result_wait here = {st.svc.port, job, cases_objected};
+    cr_assert(result_is(&here), "the instance that recorded them honours them at once");
+    struct result_wait there = {peer.port, job, cases_objected};
+    cr_assert(wait_until(result_is, &there, 5000), "the other instance honours them");
+    cr_assert_eq(
+        stack_request(st.svc.port, STACK_KEY_ALL, "DELETE", "/v1/objections/case-1", NULL, NULL),
+        204);
+    cr_assert_eq(stack_request(st.svc.port, STACK_KEY_ALL, "DELETE", "/v1/objections/case-other",
+                               NULL, NULL),
+                 204);
+    struct result_wait back = {peer.port, job, cases_out};
+    cr_assert(wait_until(result_is, &back, 5000), "the numbers come back");
+    json_t *j = NULL;
+    long code;
+    j = status_of(st.svc.port, STACK_KEY_ALL, job, &code);
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(j, "outcomes"), "matched")), 3,
+                 "the figures are the trace's");
+    json_decref(j);
+    cr_assert_eq(proc_stop(&peer, SIGTERM, 10000), 0);
+    unlink(peer.log_path);
+}
+
+/* HEAD answers the head GET would have without reading a row: a row that cannot be opened
+ * stops GET (before its head: 503), not HEAD. */
+Test(bulk_jobs, head_on_a_result_reads_no_row, .init = setup, .fini = teardown, .timeout = 120)
+{
+    const char *id = upload(st.svc.port, simple_in);
+    char job[64], path[128], cmd[192];
+    snprintf(job, sizeof(job), "%s", id);
+    wait_done(st.svc.port, job, 60000);
+    snprintf(path, sizeof(path), "/v1/bulk/%s/result", job);
+    snprintf(cmd, sizeof(cmd), "HSET pdstrace:bulk:job:%s:out 1 tampered", job);
+    cr_assert_eq(redis_server_query(&st.redis, cmd), 0, "the stored row replaced");
+    struct http_reply r;
+    const char *h[] = {stack_auth(STACK_KEY_ALL), NULL};
+    cr_assert_eq(http_do(st.svc.port, "HEAD", path, h, NULL, &r), 0);
+    char v[128];
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(r.body_len, 0);
+    cr_assert_not_null(http_reply_header(&r, "Content-Disposition", v, sizeof(v)));
+    cr_assert(strstr(v, job) != NULL, "%s", v);
+    http_reply_free(&r);
+    long code;
+    char *out = result_of(st.svc.port, STACK_KEY_ALL, job, &code);
+    cr_assert_eq(code, 503, "%s", out);
+    free(out);
 }
 
 /* ---- two instances ---- */

@@ -183,7 +183,7 @@ Test(bulk_format, mesh_layout)
     cr_assert_eq(l.col[BULK_COL_POSTCODE], 7);
     cr_assert_eq(l.col[BULK_COL_ADDRESS], 9);
     cr_assert_eq(l.col[BULK_COL_ADDRESS5], 13);
-    cr_assert_eq(l.col[BULK_COL_CASE_ID], -1);
+    cr_assert_eq(l.col[BULK_COL_CASE_ID], 19, "LOCAL_PATIENT_ID serves objections by case");
     /* A file may stop after any column from POSTCODE on, and names ignore case. */
     layout_ok(&l, BULK_FORMAT_MESH,
               IN("unique reference,NHS_NO,FAMILY_NAME,GIVEN_NAME,OTHER_GIVEN_NAME,GENDER,"
@@ -192,6 +192,7 @@ Test(bulk_format, mesh_layout)
     cr_assert_eq(l.n_columns, 8);
     cr_assert_eq(l.col[BULK_COL_POSTCODE], 7);
     cr_assert_eq(l.col[BULK_COL_ADDRESS], -1);
+    cr_assert_eq(l.col[BULK_COL_CASE_ID], -1);
     layout_ok(&l, BULK_FORMAT_AUTO,
               IN("UNIQUE REFERENCE,NHS_NO,FAMILY_NAME,GIVEN_NAME,OTHER_GIVEN_NAME,GENDER,"
                  "DATE_OF_BIRTH,POSTCODE,DATE_OF_DEATH,ADDRESS_LINE1,ADDRESS_LINE2\n"));
@@ -569,6 +570,26 @@ Test(bulk_format, mesh_full_row)
     cr_assert_str_eq(d.nhs_number, "9000000009");
     cr_assert_str_eq(d.case_id, "");
     cr_assert_eq(d.write_back, -1);
+}
+
+/* LOCAL_PATIENT_ID is the case for objections when it can be a case id; otherwise it is
+ * the council's business and the row stays good. */
+Test(bulk_format, mesh_local_patient_id_is_the_case_when_it_can_be)
+{
+    struct demographics d;
+    const char *base = "REF1,,SMITH,JANE,,2,20101022,LS1 6AE,,,,,,,,,,,,";
+
+    char row[256];
+    snprintf(row, sizeof(row), "%s%s,,,,\n", base, "LAS-7");
+    read_good(BULK_FORMAT_MESH, IN(MESH_HEADER), row, strlen(row), &d);
+    cr_assert_str_eq(d.case_id, "LAS-7");
+    snprintf(row, sizeof(row), "%s%s,,,,\n", base, "\"LOCAL ID 7\"");
+    read_good(BULK_FORMAT_MESH, IN(MESH_HEADER), row, strlen(row), &d);
+    cr_assert_str_eq(d.case_id, "", "a space: no case id, and no bad row");
+    snprintf(row, sizeof(row), "%s%.80s,,,,\n", base,
+             "L12345678901234567890123456789012345678901234567890123456789012345678901234567890");
+    read_good(BULK_FORMAT_MESH, IN(MESH_HEADER), row, strlen(row), &d);
+    cr_assert_str_eq(d.case_id, "", "over 64 characters: none");
 }
 
 Test(bulk_format, mesh_dates_genders_and_short_files)

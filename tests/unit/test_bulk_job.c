@@ -2,8 +2,10 @@
  * the worker in this process against a private redis-server, with the mock PDS as a
  * process behind the trace service. Uploads, results in both formats, every row done
  * once when workers race and when a dead consumer's rows are reclaimed, deleted jobs'
- * rows dropped, expiry, a row that cannot be read back, and nothing personal in clear in
- * Redis. The people are the fixed ones of mocks/pds/README.md. */
+ * rows dropped, expiry, a row that cannot be read back, nothing personal in clear in
+ * Redis, objections recorded after the trace honoured at download (and a stale registry
+ * stopping it), and a row whose output is far larger than its input. The people are the
+ * fixed ones of mocks/pds/README.md. */
 #include "pdstrace/bulk_job.h"
 
 #include <criterion/criterion.h>
@@ -21,6 +23,7 @@
 #include "pdstrace/http_client.h"
 #include "pdstrace/log.h"
 #include "pdstrace/metrics.h"
+#include "pdstrace/objections.h"
 #include "pdstrace/pds_client.h"
 #include "pdstrace/redis_conn.h"
 #include "pdstrace/trace.h"
@@ -43,6 +46,7 @@ static struct fixture {
     struct pds_client *pds;
     struct trace_service *svc;
     struct bulk_jobs *jobs;
+    struct objections *objections;
     redisContext *direct;
     char *log;
     size_t log_len;
@@ -61,15 +65,40 @@ static size_t NW;
 
 /* ---- the parts ---- */
 
-static void connect_conn(struct redis_conn **rc, unsigned timeout_ms)
+static void connect_to(struct redis_server *rs, struct redis_conn **rc, unsigned timeout_ms)
 {
     char url[128];
-    struct redis_conn_config c = {.url = redis_server_url(&F.st.redis, url, sizeof(url)),
+    struct redis_conn_config c = {.url = redis_server_url(rs, url, sizeof(url)),
                                   .command_timeout_ms = timeout_ms};
     cr_assert_eq(redis_conn_new(rc, &F.loop, &c), 0);
     for (int i = 0; i < 500 && redis_conn_state(*rc) != REDIS_CONN_CONNECTED; i++)
         uv_run(&F.loop, UV_RUN_ONCE);
     cr_assert_eq(redis_conn_state(*rc), REDIS_CONN_CONNECTED);
+}
+
+static void connect_conn(struct redis_conn **rc, unsigned timeout_ms)
+{
+    connect_to(&F.st.redis, rc, timeout_ms);
+}
+
+static bool registry_current(void *arg)
+{
+    return objections_current(arg);
+}
+
+static bool registry_stale(void *arg)
+{
+    return !objections_current(arg);
+}
+
+/* The objection registry results are checked against, on redis (borrowed), loaded. */
+static struct objections *objections_on(struct redis_conn *redis, unsigned max_staleness_ms)
+{
+    struct objections *o;
+    struct objections_config oc = {.prefix = PREFIX, .max_staleness_ms = max_staleness_ms};
+    cr_assert_eq(objections_new(&o, &F.loop, redis, secret, strlen(secret), &oc), 0);
+    cr_assert(run_loop_until(&F.loop, registry_current, o, 5000), "the registry never loaded");
+    return o;
 }
 
 static void start_pds(void)
@@ -107,6 +136,7 @@ static void setup_with(bool no_cache)
     cr_assert_eq(trace_service_new(&F.svc, F.pds, no_cache ? NULL : F.cache, &tc), 0);
     struct bulk_jobs_config jc = {.prefix = PREFIX, .retention_s = RETENTION};
     cr_assert_eq(bulk_jobs_new(&F.jobs, F.rc, secret, strlen(secret), &jc), 0);
+    F.objections = objections_on(F.rc, 2000);
     F.direct = redisConnect("127.0.0.1", F.st.redis.port);
     cr_assert(F.direct != NULL && F.direct->err == 0);
 }
@@ -145,6 +175,7 @@ static void teardown(void)
         bulk_worker_free(W[i].w);
     trace_service_shutdown(F.svc);
     bulk_jobs_close(F.jobs);
+    objections_free(F.objections);
     for (size_t i = 0; i < NW; i++)
         redis_conn_free(W[i].blocking);
     pds_client_free(F.pds);
@@ -331,17 +362,28 @@ static void on_piece(int status, const char *data, size_t len, void *arg)
     }
 }
 
-/* The whole result (free it), read piece by piece; NULL unless the job is done. */
-static char *result_of(const char *id, const char *owner, size_t *pieces)
+/* The owner's job's result opened through jobs with objections: NULL unless the job is
+ * done. */
+static struct bulk_result *open_result(struct bulk_jobs *jobs, const char *id, const char *owner,
+                                       const struct objections *objections)
 {
     struct info_wait iw = {0};
     struct bulk_result *r;
-    cr_assert_eq(bulk_result_open(&r, F.jobs, id, owner, on_info, &iw), 0);
+    cr_assert_eq(bulk_result_open(&r, jobs, id, owner, objections, on_info, &iw), 0);
     cr_assert(run_until(&F.loop, &iw.done, 5000));
     if (iw.status != 0 || iw.info.state != BULK_JOB_DONE) {
         bulk_result_free(r);
         return NULL;
     }
+    return r;
+}
+
+/* The whole result (free it), read piece by piece; NULL unless the job is done. */
+static char *result_of(const char *id, const char *owner, size_t *pieces)
+{
+    struct bulk_result *r = open_result(F.jobs, id, owner, F.objections);
+    if (r == NULL)
+        return NULL;
     struct piece_wait w = {0};
     buf_init(&w.text, 64u * 1024 * 1024);
     for (;;) {
@@ -558,7 +600,7 @@ Test(bulk_job, another_owner_finds_no_job, .init = setup, .fini = teardown)
     cr_assert_eq(bulk_job_get(F.jobs, "../etc", OWNER, on_info, NULL), ERR_NOT_FOUND);
     struct info_wait iw = {0};
     struct bulk_result *r;
-    cr_assert_eq(bulk_result_open(&r, F.jobs, up.id, "council-b", on_info, &iw), 0);
+    cr_assert_eq(bulk_result_open(&r, F.jobs, up.id, "council-b", F.objections, on_info, &iw), 0);
     cr_assert(run_until(&F.loop, &iw.done, 5000));
     cr_assert_eq(iw.status, ERR_NOT_FOUND);
     bulk_result_free(r);
@@ -782,4 +824,227 @@ Test(bulk_job, jobs_are_counted_by_state, .init = setup, .fini = teardown)
     cr_assert_eq(metrics_value(m, "pdstrace_bulk_jobs", "state=\"done\""), 1);
     bulk_jobs_free(counted);
     metrics_free(m);
+}
+
+/* ---- objections at download ---- */
+
+struct objection_wait {
+    bool done;
+    int status;
+};
+
+static void on_objection_put(int status, bool created, const struct objection *stored, void *arg)
+{
+    struct objection_wait *w = arg;
+    (void)created;
+    (void)stored;
+    w->done = true;
+    w->status = status;
+}
+
+static void on_objection_deleted(int status, void *arg)
+{
+    struct objection_wait *w = arg;
+    w->done = true;
+    w->status = status;
+}
+
+/* An objection by case_id, naming nhs_number too unless it is NULL. */
+static void object(const char *case_id, const char *nhs_number)
+{
+    struct objection ob = {0};
+    snprintf(ob.case_id, sizeof(ob.case_id), "%s", case_id);
+    snprintf(ob.nhs_number, sizeof(ob.nhs_number), "%s", nhs_number ? nhs_number : "");
+    snprintf(ob.recorded_by, sizeof(ob.recorded_by), "test");
+    struct objection_wait w = {0};
+    cr_assert_eq(objections_put(F.objections, &ob, on_objection_put, &w), 0);
+    cr_assert(run_until(&F.loop, &w.done, 5000));
+    cr_assert_eq(w.status, 0);
+}
+
+static void withdraw(const char *case_id)
+{
+    struct objection_wait w = {0};
+    cr_assert_eq(objections_delete(F.objections, case_id, on_objection_deleted, &w), 0);
+    cr_assert(run_until(&F.loop, &w.done, 5000));
+    cr_assert_eq(w.status, 0);
+}
+
+/* pds-mesh up to LOCAL_PATIENT_ID, the council's id of the person: its case_id. */
+#define MESH_TO_LOCAL_ID                                                                           \
+    "UNIQUE REFERENCE,NHS_NO,FAMILY_NAME,GIVEN_NAME,OTHER_GIVEN_NAME,GENDER,DATE_OF_BIRTH,"        \
+    "POSTCODE,DATE_OF_DEATH,ADDRESS_LINE1,ADDRESS_LINE2,ADDRESS_LINE3,ADDRESS_LINE4,"              \
+    "ADDRESS_LINE5,ADDRESS_DATE,GP_PRACTICE_CODE,GP_REGISTRATION_DATE,NHAIS_POSTING_ID,"           \
+    "AS_AT_DATE,LOCAL_PATIENT_ID\r\n"
+#define EMPTY11 ",,,,,,,,,,,"
+static const char mesh_ids_in[] =
+    MESH_TO_LOCAL_ID "m1,,SMITH,JANE,,2,20101022,LS1 6AE" EMPTY11 ",case-m1\r\n"
+                     "m2,,O'Hara,Alexis,,2,19880314," EMPTY11 ",case-m2\r\n"
+                     "m3,9000000025,Cuff,Ruth,Edna,2,19260107,DN20 0PQ" EMPTY11 ",case-m3\r\n"
+                     "m5,,Khan,Mohammed,,1,19830115," EMPTY11 ",case-m5\r\n";
+static const char mesh_ids_rows[] = "m1," EMPTY21 ",,,00,9000000009,2,100\r\n"
+                                    "m2," EMPTY21 ",S,,92,9000000017,2,100\r\n"
+                                    "m3,9000000025" EMPTY21 ",,,90,9000000041,1,100\r\n"
+                                    "m5," EMPTY21 ",,,97,9999999999,0,0\r\n";
+/* m2 objected to by its case, m3's number by another case: no code, number, flag or
+ * score, as a trace under objection answers. */
+static const char mesh_ids_objected[] = "m1," EMPTY21 ",,,00,9000000009,2,100\r\n"
+                                        "m2," EMPTY21 ",,,,,0,0\r\n"
+                                        "m3,9000000025" EMPTY21 ",,,,,0,0\r\n"
+                                        "m5," EMPTY21 ",,,97,9999999999,0,0\r\n";
+
+/* Objections recorded after every row was traced: the result withholds those numbers at
+ * download (the case from LOCAL_PATIENT_ID), and gives them again once withdrawn. */
+Test(bulk_job, objections_recorded_after_the_trace_withhold_numbers_at_download, .init = setup,
+     .fini = teardown)
+{
+    start_worker(4, 30000);
+    struct upload_result up = upload(mesh_ids_in);
+    wait_state(up.id, "done", 30000);
+    char want[4096], objected[4096];
+    snprintf(want, sizeof(want), "%s,SPINE_MPT_RESPONSE,4,00\r\n%s", up.id, mesh_ids_rows);
+    snprintf(objected, sizeof(objected), "%s,SPINE_MPT_RESPONSE,4,00\r\n%s", up.id,
+             mesh_ids_objected);
+    char *out = result_of(up.id, OWNER, NULL);
+    cr_assert_str_eq(out, want, "as traced");
+    free(out);
+    object("case-m2", NULL);
+    object("case-other", "9000000041");
+    out = result_of(up.id, OWNER, NULL);
+    cr_assert_str_eq(out, objected);
+    free(out);
+    withdraw("case-m2");
+    withdraw("case-other");
+    out = result_of(up.id, OWNER, NULL);
+    cr_assert_str_eq(out, want, "the numbers come back once the objections are withdrawn");
+    free(out);
+    cr_assert_eq(job_info(up.id, OWNER).info.outcome[0], 3, "the figures are the trace's");
+}
+
+struct side_redis {
+    struct redis_server redis;
+    struct redis_conn *rc;
+};
+
+/* The registry on a Redis of its own goes stale (its Redis frozen) while the jobs' Redis
+ * answers: a read is refused before it reads anything, and a read in flight when it goes
+ * stale fails, since its rows give numbers. */
+Test(bulk_job, a_stale_objection_registry_stops_the_result, .init = setup, .fini = teardown)
+{
+    start_worker(16, 30000);
+    struct upload_result up = upload(simple_in);
+    wait_state(up.id, "done", 30000);
+    struct side_redis side = {0};
+    cr_assert_eq(redis_server_start(&side.redis), 0);
+    connect_to(&side.redis, &side.rc, 5000);
+    struct objections *o = objections_on(side.rc, 300);
+    /* The jobs read over a connection whose deadline outlasts the freeze below. */
+    struct redis_conn *patient;
+    connect_conn(&patient, 10000);
+    struct bulk_jobs *reader;
+    struct bulk_jobs_config jc = {.prefix = PREFIX, .retention_s = RETENTION};
+    cr_assert_eq(bulk_jobs_new(&reader, patient, secret, strlen(secret), &jc), 0);
+    struct bulk_result *r = open_result(reader, up.id, OWNER, o);
+    cr_assert_not_null(r);
+    struct piece_wait w = {0};
+    buf_init(&w.text, 1u << 20);
+    cr_assert_eq(redis_server_freeze(&side.redis), 0);
+    cr_assert(run_loop_until(&F.loop, registry_stale, o, 5000));
+    cr_assert_eq(bulk_result_read(r, on_piece, &w), ERR_OBJECTIONS_UNAVAILABLE);
+    cr_assert_eq(redis_server_thaw(&side.redis), 0);
+    cr_assert(run_loop_until(&F.loop, registry_current, o, 5000));
+    cr_assert_eq(bulk_result_read(r, on_piece, &w), 0);
+    cr_assert_eq(redis_server_freeze(&F.st.redis), 0);
+    cr_assert_eq(redis_server_freeze(&side.redis), 0);
+    cr_assert(run_loop_until(&F.loop, registry_stale, o, 5000));
+    cr_assert_not(w.done, "the rows came while the registry was current");
+    cr_assert_eq(redis_server_thaw(&F.st.redis), 0);
+    cr_assert(run_until(&F.loop, &w.done, 5000));
+    cr_assert_eq(w.status, ERR_OBJECTIONS_UNAVAILABLE, "%s", err_str(w.status));
+    cr_assert_eq(buf_len(&w.text), 0, "nothing was given");
+    cr_assert_eq(redis_server_thaw(&side.redis), 0);
+    buf_free(&w.text);
+    bulk_result_free(r);
+    objections_free(o);
+    bulk_jobs_close(reader);
+    redis_conn_free(patient);
+    redis_conn_free(side.rc);
+    bulk_jobs_free(reader);
+    redis_server_destroy(&side.redis);
+}
+
+/* ---- a row far larger written out than read in ---- */
+
+static bool ended(void *arg)
+{
+    struct state_wait done = {arg, "done"}, failed = {arg, "failed"};
+    return in_state(&done) || in_state(&failed);
+}
+
+#define WIDE_COLUMNS 60
+#define WIDE_FIELD   60000
+
+/* A header with WIDE_COLUMNS extra columns and a row whose extra fields are each
+ * WIDE_FIELD bytes that are not UTF-8 (each written out as U+FFFD, three bytes), then a
+ * small row (malloc'd). */
+static char *wide_file(void)
+{
+    struct buf b;
+    buf_init(&b, 8u << 20);
+    cr_assert_eq(buf_append_str(&b, "reference,family,birth_date"), 0);
+    for (int i = 0; i < WIDE_COLUMNS; i++)
+        cr_assert_eq(buf_appendf(&b, ",x%d", i), 0);
+    cr_assert_eq(buf_append_str(&b, "\nwide,Nobody,1950-01-01"), 0);
+    static char junk[WIDE_FIELD];
+    memset(junk, 0xFF, sizeof(junk));
+    for (int i = 0; i < WIDE_COLUMNS; i++)
+        cr_assert(buf_append(&b, ",", 1) == 0 && buf_append(&b, junk, sizeof(junk)) == 0);
+    cr_assert_eq(buf_append_str(&b, "\nsmall,Nobody,1950-01-01"), 0);
+    for (int i = 0; i < WIDE_COLUMNS; i++)
+        cr_assert_eq(buf_append(&b, ",", 1), 0);
+    cr_assert_eq(buf_append(&b, "\n", 1), 0);
+    char *s = strdup(buf_cstr(&b));
+    buf_free(&b);
+    return s;
+}
+
+/* Without strstr in a loop, which the sanitizers make quadratic (each call measures s). */
+static size_t count_of(const char *s, const char *needle)
+{
+    size_t n = 0, len = strlen(s), k = strlen(needle);
+    for (size_t i = 0; i + k <= len; i++) {
+        if (memcmp(s + i, needle, k) == 0) {
+            n++;
+            i += k - 1;
+        }
+    }
+    return n;
+}
+
+/* Its output row (over 10 MB) is no reason to fail the job: the row is answered invalid,
+ * every bad byte replaced, and the next row follows it. */
+Test(bulk_job, a_row_written_out_larger_than_any_input_row_is_answered, .init = setup,
+     .fini = teardown)
+{
+    start_worker(4, 30000);
+    char *text = wide_file();
+    struct upload_result up = upload_as(text, 65536, OWNER);
+    free(text);
+    cr_assert_eq(up.status, 0, "%s", up.why);
+    cr_assert(run_loop_until(&F.loop, ended, up.id, 30000), "the job never ended");
+    cr_assert_eq(job_info(up.id, OWNER).info.state, BULK_JOB_DONE, "the job failed");
+    size_t pieces = 0;
+    char *out = result_of(up.id, OWNER, &pieces);
+    cr_assert_not_null(out);
+    cr_assert_gt(strlen(out), (size_t)WIDE_COLUMNS * WIDE_FIELD * 3);
+    cr_assert_eq(count_of(out, "\xEF\xBF\xBD"), (size_t)WIDE_COLUMNS * WIDE_FIELD);
+    const char *wide = strstr(out, "\r\nwide,Nobody,1950-01-01,\xEF\xBF\xBD");
+    cr_assert_not_null(wide);
+    const char *end = strstr(wide + 2, "\r\n");
+    cr_assert_not_null(end);
+    cr_assert(strstr(wide, ",invalid,,,") != NULL && strstr(wide, ",invalid,,,") < end);
+    cr_assert(strncmp(end, "\r\nsmall,Nobody,1950-01-01,", 26) == 0, "%.60s", end);
+    cr_assert(strstr(end, ",no_match,,,\r\n") != NULL);
+    cr_assert_eq(pieces, 2, "a piece stops taking rows after the wide one");
+    free(out);
 }
