@@ -14,9 +14,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bulk_fixtures.h"
 #include "http_util.h"
 #include "stack.h"
 #include "test_util.h"
+
+/* The shared files (tests/support/bulk_fixtures.c). */
+#define EMPTY21    BULK_FIXTURE_EMPTY21
+#define simple_in  bulk_fixture_simple_in
+#define simple_out bulk_fixture_simple_out
+#define mesh_in    bulk_fixture_mesh_in
 
 static struct stack st;
 static struct stack_case_system cs;
@@ -41,22 +48,6 @@ static void write_text(const char *path, const char *text)
     cr_assert_not_null(f);
     fwrite(text, 1, strlen(text), f);
     fclose(f);
-}
-
-/* The whole file (free it), or NULL. */
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = calloc(1, (size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, f);
-    fclose(f);
-    s[got] = '\0';
-    return s;
 }
 
 /* Runs the bulk command with args (NULL-terminated) and extra settings; returns its exit
@@ -91,42 +82,13 @@ static int pds_searches(const char *prefix)
     return n;
 }
 
-static const char simple_in[] = "reference,family,given,birth_date,gender,postcode,nhs_number\n"
-                                "r1,Smith,Jane,2010-10-22,female,LS1 6AE,\n"
-                                "r2,Patel,Priya,1979-09-03,,BD9 4RU,\n"
-                                "r3,Khan,Mohammed,1983-01-15,male,,\n"
-                                "r4,Nobody,Anne,1950-01-01,,,\n"
-                                "r5,Cuff,Ruth,1926-01-07,female,,9000000025\n"
-                                "r6,,Jane,2010-10-22,,,\n"
-                                "r7,Smith,Jane,2010-02-30,,,\n"
-                                "\"r8, quoted\",\"SMITH\",\"Jane\",2010-10-22,female,ls16ae,\n"
-                                "r9,Smith,Jane,2010-10-22,female,LS1 6AE,900000000\n"
-                                "r10,Pennington,Margaret,1947-08-23,female,PR1 8JD,\n"
-                                "r11,Smith,Jane\n";
-
-static const char simple_out[] =
-    "reference,family,given,birth_date,gender,postcode,nhs_number,outcome,matched_nhs_number,"
-    "score,error\r\n"
-    "r1,Smith,Jane,2010-10-22,female,LS1 6AE,,matched,9000000009,1,\r\n"
-    "r2,Patel,Priya,1979-09-03,,BD9 4RU,,matched,9000000092,0.99,\r\n"
-    "r3,Khan,Mohammed,1983-01-15,male,,,multiple_matches,,,\r\n"
-    "r4,Nobody,Anne,1950-01-01,,,,no_match,,,\r\n"
-    "r5,Cuff,Ruth,1926-01-07,female,,9000000025,matched,9000000041,1,\r\n"
-    "r6,,Jane,2010-10-22,,,,invalid,,,family: missing\r\n"
-    "r7,Smith,Jane,2010-02-30,,,,invalid,,,birth_date: is not a real calendar date\r\n"
-    "\"r8, quoted\",SMITH,Jane,2010-10-22,female,ls16ae,,matched,9000000009,1,\r\n"
-    "r9,Smith,Jane,2010-10-22,female,LS1 6AE,900000000,invalid,,,"
-    "nhs_number: is not a valid NHS number (10 digits with a valid check digit)\r\n"
-    "r10,Pennington,Margaret,1947-08-23,female,PR1 8JD,,potential_match,9000000149,0.94,\r\n"
-    "r11,Smith,Jane,,,,,invalid,,,the row has 3 fields; the header has 7\r\n";
-
 Test(bulk_cli, a_simple_file_gives_one_row_per_row_in_order, .fini = teardown, .timeout = 120)
 {
     setup();
     write_text(in_path, simple_in);
     struct proc p;
     cr_assert_eq(bulk_file(&p, NULL), 0, "exit 0 with bad rows in the file");
-    char *out = read_text(out_path);
+    char *out = read_file(out_path, NULL);
     cr_assert_str_eq(out, simple_out);
     free(out);
     /* r8 is r1 again in other spellings: traced once, then answered by the cache. */
@@ -139,39 +101,20 @@ Test(bulk_cli, a_simple_file_gives_one_row_per_row_in_order, .fini = teardown, .
     unlink(p.log_path);
 }
 
-static const char mesh_in[] =
-    "UNIQUE REFERENCE,NHS_NO,FAMILY_NAME,GIVEN_NAME,OTHER_GIVEN_NAME,GENDER,DATE_OF_BIRTH,"
-    "POSTCODE\r\n"
-    "m1,,SMITH,JANE,,2,20101022,LS1 6AE\r\n"
-    "m2,,O'Hara,Alexis,,2,19880314,\r\n"
-    "m3,9000000025,Cuff,Ruth,Edna,2,19260107,DN20 0PQ\r\n"
-    "m4,9000000068,Nobody,Anne,,0,19500101,\r\n"
-    "m5,,Khan,Mohammed,,1,19830115,\r\n"
-    "m6,,Nobody,Anne,,9,19500101,\r\n"
-    "m7,,Smith,Jane,,2,201010,\r\n"
-    "m8,943 476 5870,Smith,Jane,,2,20101022,LS1 6AE\r\n";
-
 /* 29 columns: reference, the number given, 21 empty demographic columns, then
  * SENSITIVITY_FLAG, MPS_ID, the code, the number, the algorithm and the percentage. */
-#define EMPTY21 ",,,,,,,,,,,,,,,,,,,,,"
-static const char mesh_out[] = "in,SPINE_MPT_RESPONSE,8,00\r\n"
-                               "m1," EMPTY21 ",,,00,9000000009,2,100\r\n"
-                               "m2," EMPTY21 ",S,,92,9000000017,2,100\r\n"
-                               "m3,9000000025" EMPTY21 ",,,90,9000000041,1,100\r\n"
-                               "m4,9000000068" EMPTY21 ",,,91,0000000000,1,0\r\n"
-                               "m5," EMPTY21 ",,,97,9999999999,0,0\r\n"
-                               "m6," EMPTY21 ",,,98,0000000000,0,0\r\n"
-                               "m7," EMPTY21 ",,,96,0000000000,0,0\r\n"
-                               "m8,943 476 5870" EMPTY21 ",,,00,9000000009,2,100\r\n";
+static char mesh_out[2048];
 
 Test(bulk_cli, a_pds_mesh_file_answers_in_the_mesh_response_layout, .fini = teardown,
      .timeout = 120)
 {
     setup();
     write_text(in_path, mesh_in);
+    snprintf(mesh_out, sizeof(mesh_out), "in,SPINE_MPT_RESPONSE,8,00\r\n%s",
+             bulk_fixture_mesh_rows);
     struct proc p;
     cr_assert_eq(bulk_file(&p, NULL), 0);
-    char *out = read_text(out_path);
+    char *out = read_file(out_path, NULL);
     cr_assert_str_eq(out, mesh_out);
     free(out);
     unlink(p.log_path);
@@ -191,7 +134,7 @@ Test(bulk_cli, objections_inside_a_file_withhold_the_number, .fini = teardown, .
                         "c,Patel,Priya,1979-09-03,BD9 4RU,LAS-3\n");
     struct proc p;
     cr_assert_eq(bulk_file(&p, NULL), 0);
-    char *out = read_text(out_path);
+    char *out = read_file(out_path, NULL);
     cr_assert_str_eq(out, "reference,family,given,birth_date,postcode,case_id,outcome,"
                           "matched_nhs_number,score,error\r\n"
                           "a,Smith,Jane,2010-10-22,LS1 6AE,LAS-1,objection,,,\r\n"
@@ -207,7 +150,7 @@ Test(bulk_cli, objections_inside_a_file_withhold_the_number, .fini = teardown, .
                         "m1,,Smith,Jane,,2,20101022,LS1 6AE,,,,,,,,,,,,LAS-1\n"
                         "m2,,Smith,Jane,,2,20101022,LS1 6AE,,,,,,,,,,,,LAS-2\n");
     cr_assert_eq(bulk_file(&p, NULL), 0);
-    out = read_text(out_path);
+    out = read_file(out_path, NULL);
     cr_assert(strstr(out, "m1," EMPTY21 ",,,,,0,0\r\n") != NULL, "%s", out);
     cr_assert(strstr(out, "m2," EMPTY21 ",,,00,9000000009,2,100\r\n") != NULL, "%s", out);
     free(out);
@@ -238,7 +181,7 @@ Test(bulk_cli, write_back_queues_matched_rows_with_a_case_id, .fini = teardown, 
     json_decref(rec);
     cr_assert_null(stack_case_client(cs.proc.port, "LAS-2"), "a potential match is never written");
     unlink(p.log_path);
-    char *out = read_text(out_path);
+    char *out = read_file(out_path, NULL);
     cr_assert(strstr(out, "a,Smith,Jane,2010-10-22,LS1 6AE,LAS-1,matched,9000000009,1,\r\n"), "%s",
               out);
     free(out);
@@ -257,7 +200,7 @@ Test(bulk_cli, a_write_back_that_cannot_be_queued_is_noted_on_its_row, .fini = t
     const char *args[] = {in_path, "-o", out_path, "--write-back", NULL};
     cr_assert_eq(bulk(&p, args, NULL), 0);
     unlink(p.log_path);
-    char *out = read_text(out_path);
+    char *out = read_file(out_path, NULL);
     cr_assert(strstr(out, "a,Smith,Jane,2010-10-22,LS1 6AE,LAS/1,matched,9000000009,1,"
                           "write_back: could not be queued") != NULL,
               "%s", out);
@@ -347,7 +290,7 @@ Test(bulk_cli, a_run_killed_mid_file_resumes_to_the_same_bytes, .fini = teardown
     cr_assert_eq(proc_log_count(&p, "\"rows_resumed\":0"), 0, "it went on from the output");
     int traced = proc_log_count(&p, "\"event\":\"trace\"");
     unlink(p.log_path);
-    char *resumed = read_text(out_path);
+    char *resumed = read_file(out_path, NULL);
 
     char again[200];
     snprintf(again, sizeof(again), "%s/again.csv", st.dir);
@@ -355,7 +298,7 @@ Test(bulk_cli, a_run_killed_mid_file_resumes_to_the_same_bytes, .fini = teardown
     cr_assert_eq(bulk(&p, whole, NULL), 0);
     cr_assert_eq(proc_log_count(&p, "\"event\":\"trace\""), 60);
     unlink(p.log_path);
-    char *uninterrupted = read_text(again);
+    char *uninterrupted = read_file(again, NULL);
     cr_assert_str_eq(resumed, uninterrupted);
     cr_assert_lt(traced, 60, "rows already written were not traced again");
     free(resumed);
@@ -376,7 +319,7 @@ Test(bulk_cli, rows_pds_never_answers_are_errors_not_no_match, .fini = teardown,
     struct proc p;
     cr_assert_eq(bulk(&p, args, one_attempt), 0, "the file was processed");
     unlink(p.log_path);
-    char *out = read_text(out_path);
+    char *out = read_file(out_path, NULL);
     cr_assert(strstr(out, "no_match") == NULL, "%s", out);
     cr_assert(strstr(out, "a,Smith,Jane,2010-10-22,error,,,pds_unavailable: ") != NULL, "%s", out);
     cr_assert(strstr(out, "b,Nobody,Anne,1950-01-01,error,,,pds_unavailable: ") != NULL, "%s", out);
@@ -396,7 +339,7 @@ Test(bulk_cli, rows_wait_out_a_short_pds_outage, .fini = teardown, .timeout = 12
     struct proc p;
     cr_assert_eq(bulk(&p, args, one_attempt), 0);
     unlink(p.log_path);
-    char *out = read_text(out_path);
+    char *out = read_file(out_path, NULL);
     cr_assert(strstr(out, "a,Smith,Jane,2010-10-22,female,LS1 6AE,matched,9000000009,1,") != NULL,
               "%s", out);
     free(out);
@@ -418,7 +361,7 @@ Test(bulk_cli, the_sample_files_give_their_expected_answers, .fini = teardown, .
         struct proc p;
         cr_assert_eq(bulk(&p, args, NULL), 0, "%s", formats[i]);
         unlink(p.log_path);
-        char *got = read_text(out), *want = read_text(want_path);
+        char *got = read_file(out, NULL), *want = read_file(want_path, NULL);
         cr_assert_not_null(want);
         cr_assert_str_eq(got, want, "%s", formats[i]);
         free(got);
@@ -443,7 +386,7 @@ Test(bulk_cli, identical_rows_of_a_refused_person_all_come_out, .fini = teardown
     struct proc p;
     cr_assert_eq(bulk(&p, args, NULL), 0);
     unlink(p.log_path);
-    char *out = read_text(out_path);
+    char *out = read_file(out_path, NULL);
     const char *rows[] = {"a,", "b,", "c,", "d,"};
     for (size_t i = 0; i < 4; i++) {
         char want[96];
